@@ -1,0 +1,44 @@
+"""Small pieces the command modules share: consoles, progress bars, config loading."""
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ragtune.config import Config
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_config(path: Path | None) -> Config:
+    return Config.load(path)
+
+
+def print_json(data: Any) -> None:
+    # plain print, not rich: --json output is for machines and must not be wrapped or coloured
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def progress_bar(quiet: bool = False) -> Iterator:
+    """A progress callback ``(stage, done, total)`` drawn on stderr; a no-op when quiet or not a terminal."""
+    if quiet:
+        yield lambda stage, done, total: None
+        return
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err_console, transient=True)
+    tasks: dict[str, int] = {}
+
+    def update(stage: str, done: int, total: int | None) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    with bar:
+        yield update

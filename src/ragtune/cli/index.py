@@ -1,0 +1,47 @@
+"""`ragtune index`: build or incrementally update an index directory."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ragtune.cli.app import app
+from ragtune.cli.common import console, load_config, progress_bar
+
+
+@app.command("index")
+def index_cmd(
+    paths: List[Path] = typer.Argument(None, help="Files or folders to index (.txt .md .html .jsonl .csv .pdf)."),
+    index: Path = typer.Option(..., "--index", "-i", help="The index directory to create or update."),
+    retriever: List[str] = typer.Option(["bm25"], "--retriever", "-r", help="bm25, tfidf, dense or hybrid; repeatable."),
+    beir: List[Path] = typer.Option([], "--beir", help="A BEIR folder (corpus.jsonl) to index, whole documents."),
+    chunk_words: Optional[int] = typer.Option(None, "--chunk-words", help="Passage window in words (0: whole documents)."),
+    chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", help="Overlap between windows in words."),
+    encoder: Optional[str] = typer.Option(None, "--encoder", help="Dense encoder: a packaged name (minilm), a path or a hub id."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps ..."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Start from scratch instead of updating."),
+    optimize: bool = typer.Option(False, "--optimize", help="Merge segments and drop deleted passages."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Index documents for retrieval; re-running on a changed folder adds, replaces and removes files."""
+    from ragtune.retrieval.index import update
+
+    cfg = load_config(config).updated(
+        corpus={"chunk_words": chunk_words, "chunk_overlap": chunk_overlap},
+        dense={"encoder": encoder, "device": device},
+    )
+    with progress_bar(quiet) as progress:
+        report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
+                        optimize=optimize, progress=progress)
+    if quiet:
+        return
+    console.print(
+        f"[bold]indexed[/bold] {index}: {report.files_read} file(s) read, {report.files_unchanged} unchanged, "
+        f"{len(report.skipped)} skipped, {report.sources_removed} removed; "
+        f"+{report.passages_added} / -{report.passages_removed} passages, {report.passages_total} in all; "
+        f"retrievers {', '.join(report.retrievers)}; {report.seconds:.1f} s"
+    )
+    for reason, n in report.skip_reasons().most_common():
+        console.print(f"  skipped {n}: {reason}")

@@ -1,0 +1,80 @@
+"""`ragtune search` and `ragtune eval retrieval`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ragtune.cli.app import app, eval_app
+from ragtune.cli.common import console, print_json, progress_bar
+
+
+@app.command("search")
+def search_cmd(
+    query: str = typer.Argument(..., help="The question or keywords."),
+    index: Path = typer.Option(..., "--index", "-i"),
+    k: int = typer.Option(10, "-k", min=1),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, tfidf, dense or hybrid (default: the index's best)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print {query, hits: [{id, score, title, text}]}."),
+) -> None:
+    """Search an index and show the top-k passages."""
+    from ragtune.retrieval.index import Index
+
+    with Index.open(index) as idx:
+        hits = idx.retriever(retriever, device=device).search([query], k)
+        pairs = hits.row(0)
+        passages = idx.passages([i for i, _ in pairs])
+    rows = [{"id": i, "score": s, "title": p.title if p else "", "text": p.text if p else "", "doc_id": p.doc_id if p else None}
+            for (i, s), p in zip(pairs, passages)]
+    if as_json:
+        print_json({"query": query, "hits": rows})
+        return
+    table = Table(title=f"{query}", show_lines=False)
+    for col, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("id", {}), ("title", {}), ("text", {"overflow": "fold"})):
+        table.add_column(col, **kw)
+    for rank, r in enumerate(rows, 1):
+        text = r["text"].replace("\n", " ")
+        table.add_row(str(rank), f"{r['score']:.3f}", str(r["doc_id"] or r["id"]), r["title"][:40], text[:200] + ("…" if len(text) > 200 else ""))
+    console.print(table if rows else "no passage matched")
+
+
+@eval_app.command("retrieval")
+def eval_retrieval_cmd(
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."),
+    index: Path = typer.Option(..., "--index", "-i"),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
+    split: str = typer.Option("test", "--split"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Where the per-query JSONL and markdown report go (default: ragtune-eval/<name>)."),
+    device: Optional[str] = typer.Option(None, "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+) -> None:
+    """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset."""
+    from ragtune.corpus.beir import load_beir
+    from ragtune.evaluation.retrieval import evaluate_retrieval
+    from ragtune.retrieval.index import Index
+
+    _, queries, qrels = load_beir(dataset, split=split)
+    with Index.open(index) as idx:
+        kind = retriever or idx.default_kind()
+        counts = idx.manifest.get("counts", {})
+        per_doc = 1 if idx.config.corpus.chunk_words == 0 else 4
+        with progress_bar(as_json) as progress:
+            result = evaluate_retrieval(idx.retriever(kind, device=device), idx.store.doc_ids, queries, qrels,
+                                        passages_per_doc=per_doc, progress=lambda d, t: progress("queries", d, t))
+    out = out or Path("ragtune-eval") / f"{dataset.name}-{split}-{kind}"
+    jsonl, md = result.write(out, f"{dataset.name} ({split}), retriever {kind}, {counts.get('passages', '?')} passages")
+    metrics = {"ndcg@10": result.metrics["ndcg@10"], "recall@10": result.metrics["recall@10"],
+               "recall@100": result.metrics["recall@100"], "mrr@10": result.metrics["mrr@10"], "n": len(result.per_query)}
+    if as_json:
+        print_json(metrics)
+        return
+    table = Table(title=f"{dataset.name} {split} — {kind}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, v in metrics.items():
+        table.add_row(name, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(table)
+    console.print(f"per-query: {jsonl}\nreport: {md}")
