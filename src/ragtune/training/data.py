@@ -1,0 +1,235 @@
+"""Training data: a JSONL of question-answer rows, converters into it, and a deterministic train/dev split.
+
+One row per line::
+
+    {"question": "...", "answers": ["...", ...], "positive_ids": [12, 40], "positive_texts": ["..."]}
+
+``positive_ids`` (passage-store ids) and ``positive_texts`` are optional; they feed Recall@k during evaluation
+and contrastive losses. A bad row (not JSON, a missing or empty field, an id the index does not hold) is
+reported with its line number and skipped, or, with ``strict=True``, raises ``RagtuneError`` so a typo in a
+file never silently shrinks a training set.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Container, Iterable, Iterator, Sequence
+
+from ragtune.errors import RagtuneError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class QAExample:
+    question: str
+    answers: list[str]
+    positive_ids: list[int] = field(default_factory=list)
+    positive_texts: list[str] = field(default_factory=list)
+    line: int = 0  # 1-based line in the source file; 0 when built in memory
+
+    def to_row(self) -> dict[str, Any]:
+        row = {k: v for k, v in asdict(self).items() if k != "line"}
+        return {k: v for k, v in row.items() if v or k in ("question", "answers")}
+
+
+@dataclass
+class Problem:
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class LoadReport:
+    path: str
+    examples: int
+    problems: list[Problem]
+
+    def summary(self, limit: int = 5) -> str:
+        head = "; ".join(str(p) for p in self.problems[:limit])
+        more = f" (+{len(self.problems) - limit} more)" if len(self.problems) > limit else ""
+        return f"{self.path}: {len(self.problems)} bad rows skipped: {head}{more}"
+
+
+def _is_str_list(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(s, str) for s in x)
+
+
+def parse_row(obj: Any, line: int, *, known_ids: Container[int] | None = None, require_answers: bool = True) -> QAExample:
+    """One validated example; raises ``ValueError`` naming the problem."""
+    if not isinstance(obj, dict):
+        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
+    q = obj.get("question")
+    if not isinstance(q, str) or not q.strip():
+        raise ValueError("missing or empty 'question'")
+    answers = obj.get("answers", [] if not require_answers else None)
+    if isinstance(answers, str):  # a lone string is an obvious intent; accept it
+        answers = [answers]
+    if not _is_str_list(answers):
+        raise ValueError("'answers' must be a list of strings")
+    answers = [a for a in answers if a.strip()]
+    if require_answers and not answers:
+        raise ValueError("'answers' is empty")
+    pos_ids = obj.get("positive_ids", [])
+    if not isinstance(pos_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in pos_ids):
+        raise ValueError("'positive_ids' must be a list of integers")
+    if known_ids is not None:
+        missing = [i for i in pos_ids if i not in known_ids]
+        if missing:
+            raise ValueError(f"positive_ids not in the index: {missing[:5]}")
+    pos_texts = obj.get("positive_texts", [])
+    if not _is_str_list(pos_texts):
+        raise ValueError("'positive_texts' must be a list of strings")
+    return QAExample(q.strip(), answers, list(pos_ids), list(pos_texts), line)
+
+
+def load_examples(
+    path: str | Path,
+    *,
+    known_ids: Container[int] | None = None,
+    strict: bool = False,
+    require_answers: bool = True,
+) -> tuple[list[QAExample], LoadReport]:
+    """Read a JSONL training file. Bad rows are skipped and listed in the report (or raise with ``strict``)."""
+    path = Path(path)
+    if not path.exists():
+        raise RagtuneError(f"training file {path} does not exist")
+    examples: list[QAExample] = []
+    problems: list[Problem] = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                examples.append(parse_row(json.loads(raw), n, known_ids=known_ids, require_answers=require_answers))
+            except (ValueError, json.JSONDecodeError) as e:
+                msg = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else str(e)
+                if strict:
+                    raise RagtuneError(f"{path} line {n}: {msg}") from None
+                problems.append(Problem(n, msg))
+    report = LoadReport(str(path), len(examples), problems)
+    if problems:
+        log.warning(report.summary())
+    if not examples:
+        raise RagtuneError(f"{path}: no usable rows" + (f" ({report.summary()})" if problems else ""))
+    return examples, report
+
+
+def write_examples(rows: Iterable[QAExample | dict], path: str | Path) -> int:
+    """Write rows as JSONL (atomically: temp file, then rename); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r.to_row() if isinstance(r, QAExample) else r, ensure_ascii=False) + "\n")
+            n += 1
+    tmp.replace(path)
+    return n
+
+
+def split_examples(examples: Sequence[QAExample], dev_fraction: float, seed: int = 0) -> tuple[list[QAExample], list[QAExample]]:
+    """A seeded random train/dev split; the same seed always gives the same split."""
+    if not 0.0 < dev_fraction < 1.0:
+        raise RagtuneError(f"dev fraction must be in (0, 1), got {dev_fraction}")
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_dev = max(1, round(len(examples) * dev_fraction))
+    dev = set(order[:n_dev])
+    return [e for i, e in enumerate(examples) if i not in dev], [e for i, e in enumerate(examples) if i in dev]
+
+
+# -- converters -------------------------------------------------------------------------------------------
+
+def squad_rows(
+    squad: dict | str | Path,
+    *,
+    articles: slice | Sequence[int] | None = None,
+    passage_ids: Callable[[str, str], list[int]] | None = None,
+) -> Iterator[QAExample]:
+    """Rows from SQuAD-style JSON: each question's paragraph is its positive passage.
+
+    ``articles`` selects articles by position (the open-book split uses 0-35 for training).
+    ``passage_ids(title, context)``, when given, maps a paragraph to the passage-store ids holding it.
+    """
+    if not isinstance(squad, dict):
+        with open(squad, encoding="utf-8") as f:
+            squad = json.load(f)
+    data = squad["data"]
+    if isinstance(articles, slice):
+        chosen = data[articles]
+    elif articles is not None:
+        chosen = [data[i] for i in articles]
+    else:
+        chosen = data
+    for art in chosen:
+        title = art.get("title", "")
+        for para in art["paragraphs"]:
+            ctx = para["context"]
+            ids = passage_ids(title, ctx) if passage_ids else []
+            for qa in para["qas"]:
+                answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", []) if a["text"].strip()))
+                if answers:
+                    yield QAExample(qa["question"].strip(), answers, list(ids), [ctx])
+
+
+def beir_rows(
+    beir_dir: str | Path,
+    split: str = "train",
+    *,
+    doc_passage_ids: Callable[[str], list[int]] | None = None,
+) -> Iterator[QAExample]:
+    """Rows from a BEIR folder's queries and ``qrels/<split>.tsv``: relevant documents become positives.
+
+    BEIR has no answers, so rows carry none; they serve retriever training (load with ``require_answers=False``).
+    ``doc_passage_ids(corpus_id)``, when given, maps a BEIR document to the passage-store ids of its chunks.
+    """
+    beir_dir = Path(beir_dir)
+    qrels: dict[str, list[str]] = {}
+    with open(beir_dir / "qrels" / f"{split}.tsv", encoding="utf-8") as f:
+        for n, line in enumerate(f):
+            parts = line.rstrip("\n").split("\t")
+            if n == 0 and not parts[-1].lstrip("-").isdigit():  # header
+                continue
+            if len(parts) >= 3 and int(parts[2]) > 0:
+                qrels.setdefault(parts[0], []).append(parts[1])
+    corpus: dict[str, str] = {}
+    wanted = {d for ds in qrels.values() for d in ds}
+    with open(beir_dir / "corpus.jsonl", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            if doc["_id"] in wanted:
+                corpus[doc["_id"]] = doc.get("text", "")
+    with open(beir_dir / "queries.jsonl", encoding="utf-8") as f:
+        for line in f:
+            q = json.loads(line)
+            docs = qrels.get(q["_id"])
+            if not docs:
+                continue
+            ids = [i for d in docs for i in (doc_passage_ids(d) if doc_passage_ids else [])]
+            yield QAExample(q["text"], [], ids, [corpus[d] for d in docs if d in corpus])
+
+
+def store_text_lookup(store) -> Callable[[str, str], list[int]]:
+    """``passage_ids(title, context)`` over a passage store: the passages whose text lies inside the paragraph
+    (chunking may split one paragraph into several passages)."""
+    by_text: dict[str, list[int]] = {}
+    for batch in store.iter_passages():
+        for p in batch:
+            by_text.setdefault(" ".join(p.text.split()), []).append(p.id)
+
+    def lookup(title: str, context: str) -> list[int]:
+        ctx = " ".join(context.split())
+        hit = by_text.get(ctx)
+        if hit is not None:
+            return list(hit)
+        return [i for t, ids in by_text.items() if t and t in ctx for i in ids]
+
+    return lookup
