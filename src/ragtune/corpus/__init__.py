@@ -1,5 +1,30 @@
 """Documents, passages, readers, chunking and the on-disk passage store."""
+from ragtune.corpus.chunking import chunk_document, chunk_documents
+from ragtune.corpus.readers import (
+    ReadStats,
+    UnreadableFile,
+    iter_files,
+    iter_files_with_roots,
+    read_beir_corpus,
+    read_file,
+    read_paths,
+)
 from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
 from ragtune.corpus.types import Document, Passage
 
-__all__ = ["Document", "Passage", "PassageStore", "file_fingerprint", "same_content"]
+__all__ = [
+    "Document",
+    "Passage",
+    "PassageStore",
+    "ReadStats",
+    "UnreadableFile",
+    "chunk_document",
+    "chunk_documents",
+    "file_fingerprint",
+    "iter_files",
+    "iter_files_with_roots",
+    "read_beir_corpus",
+    "read_file",
+    "read_paths",
+    "same_content",
+]
