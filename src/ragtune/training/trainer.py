@@ -1,0 +1,460 @@
+"""The fine-tuning loop over a RAG model: generator (full or LoRA), query encoder, optionally document encoder.
+
+One optimiser step consumes ``batch_size * grad_accum`` examples. Each epoch's order is a permutation seeded by
+``seed + epoch``, so the global step alone fixes the data position and a resumed run replays exactly the
+batches an uninterrupted one would. Under ``torchrun`` every rank takes a strided share of each micro-batch;
+losses are sums divided by the *global* example count, so the all-reduced gradient equals the single-process
+one whatever the shares' sizes.
+
+Retrieval runs without gradient; the query encoder learns through f(q, z) = E_q(q) . d_z with d_z taken from
+the frozen index (``hits.vectors``), or re-embedded with gradient when the document encoder trains, in which
+case the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ragtune.config import TrainingConfig
+from ragtune.errors import RagtuneError
+from ragtune.evaluation.metrics import exact_match, f1_score, normalize_answer
+from ragtune.rag.marginals import doc_log_prior
+from ragtune.retrieval.base import EMPTY_ID, Hits
+from ragtune.training import checkpoint as ckpt
+from ragtune.training.data import QAExample
+from ragtune.training.distributed import DistInfo, all_reduce_grads, all_sum, barrier, gather_objects, init_distributed, shard
+from ragtune.training.losses import rag_sequence_nll, rag_token_nll
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoint"
+RAG_JSON = "ragtune.json"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float]  # one per optimiser step of this run (after a resume: the steps it ran)
+    best: dict[str, float] | None
+    evals: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+    examples: int = 0
+
+
+# -- pieces that touch the RAG model ------------------------------------------------------------------------
+
+def passages_for(store, ids: np.ndarray) -> list[list[Any]]:
+    """Passages of an (n, k) id array; ``None`` at empty slots."""
+    flat = [int(i) for i in ids.reshape(-1)]
+    real = [i for i in flat if i != EMPTY_ID]
+    got = dict(zip(real, store.get(real))) if real else {}
+    k = ids.shape[1]
+    return [[got.get(i) if i != EMPTY_ID else None for i in flat[r * k : (r + 1) * k]] for r in range(ids.shape[0])]
+
+
+def recall_hits(hits: Hits, examples: Sequence[QAExample], passages: list[list[Any]], k: int) -> list[float]:
+    """Per-question hit@k against the best evidence a row has: positive ids, else positive texts, else answers."""
+    out = []
+    for row, ex, ps in zip(hits.ids, examples, passages):
+        top = [p for i, p in zip(row[:k], ps[:k]) if i != EMPTY_ID and p is not None]
+        if ex.positive_ids:
+            hit = any(p.id in set(ex.positive_ids) for p in top)
+        elif ex.positive_texts:
+            pos = [" ".join(t.split()) for t in ex.positive_texts]
+            hit = any(" ".join(p.text.split()) in t or t in " ".join(p.text.split()) for p in top for t in pos)
+        else:
+            golds = [normalize_answer(a) for a in ex.answers]
+            hit = any(g and g in normalize_answer(p.text) for p in top for g in golds)
+        out.append(float(hit))
+    return out
+
+
+class Trainer:
+    """Fine-tunes ``rag`` (a ``ragtune.rag.RAG`` over a dense retriever) on question-answer rows.
+
+    ``rag`` needs ``retriever`` (a ``DenseRetriever``: ``encoder``, ``search(..., return_vectors=True)``),
+    ``generator`` (``build_prompt``, ``token_logprobs``, ``generate``, ``model``) and ``store``.
+    ``answer_fn(questions) -> answers`` decides how dev answers are produced; by default ``rag.ask_batch``.
+    """
+
+    def __init__(
+        self,
+        rag: Any,
+        train: Sequence[QAExample],
+        dev: Sequence[QAExample] | None,
+        config: TrainingConfig,
+        out_dir: str | Path,
+        *,
+        k: int | None = None,
+        doc_temperature: float | None = None,
+        index_dir: str | Path | None = None,
+        recall_k: Sequence[int] = (1, 5),
+        answer_fn: Callable[[list[str]], list[str]] | None = None,
+        progress: bool = True,
+        dist_info: DistInfo | None = None,
+    ) -> None:
+        self.rag, self.cfg = rag, config
+        self.train_rows, self.dev_rows = list(train), list(dev or [])
+        self.out = Path(out_dir)
+        self.k = k or getattr(rag, "k", 5)
+        self.doc_temperature = doc_temperature if doc_temperature is not None else getattr(rag, "doc_temperature", 1.0)
+        self.index_dir = index_dir
+        self.recall_k = tuple(recall_k)
+        self.answer_fn = answer_fn
+        self.progress = progress
+        self.info = dist_info or init_distributed(config.device)
+        if not self.train_rows:
+            raise RagtuneError("no training examples")
+        self.retriever, self.generator, self.store = rag.retriever, rag.generator, rag.store
+        if (config.train_query_encoder or config.train_doc_encoder) and not hasattr(self.retriever, "encoder"):
+            raise RagtuneError("training the retriever needs a dense retriever; use --freeze query-encoder with BM25")
+        self._setup_modules()
+
+    # -- setup ---------------------------------------------------------------------------------------------
+
+    def _setup_modules(self) -> None:
+        cfg = self.cfg
+        ckpt.seed_everything(cfg.seed)
+        gen_model = self.generator.model
+        if cfg.train_generator and cfg.lora:
+            gen_model = self._apply_lora(gen_model)
+        for p in gen_model.parameters():
+            p.requires_grad_(cfg.train_generator and not cfg.lora)
+        if cfg.train_generator and cfg.lora:
+            for n, p in gen_model.named_parameters():
+                p.requires_grad_("lora_" in n)
+        self.modules: dict[str, torch.nn.Module] = {"generator": gen_model}
+        self.encoder = getattr(self.retriever, "encoder", None)
+        if self.encoder is not None:
+            enc_trains = cfg.train_query_encoder or cfg.train_doc_encoder
+            for p in self.encoder.model.parameters():
+                p.requires_grad_(enc_trains)
+            # One encoder serves queries and passages in the index; when both sides train they stay tied
+            # (the index is re-encoded with the same weights), when only one trains the other side is frozen
+            # data: the index vectors for passages, or a no-grad pass for queries.
+            if enc_trains:
+                self.modules["encoder"] = self.encoder.model
+        self.params_gen = [p for p in gen_model.parameters() if p.requires_grad]
+        self.params_enc = [p for p in self.modules["encoder"].parameters()] if "encoder" in self.modules else []
+        if not self.params_gen and not self.params_enc:
+            raise RagtuneError("nothing to train: every part is frozen")
+
+    def _apply_lora(self, model: torch.nn.Module) -> torch.nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        cfg = self.cfg
+        task = "SEQ_2_SEQ_LM" if getattr(self.generator, "is_seq2seq", False) else "CAUSAL_LM"
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules="all-linear", task_type=task)
+        peft_model = get_peft_model(model, lora)
+        self._set_generator_model(peft_model)
+        return peft_model
+
+    def _set_generator_model(self, model: torch.nn.Module) -> None:
+        # Generator loads lazily behind a ``model`` property; swap the object it holds.
+        for attr in ("_model", "model_"):
+            if hasattr(self.generator, attr):
+                setattr(self.generator, attr, model)
+                return
+        self.generator.model = model
+
+    def _optimizer(self, total_steps: int):
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.cfg
+        groups = []
+        if self.params_gen:
+            groups.append({"params": self.params_gen, "lr": cfg.lr})
+        if self.params_enc:
+            groups.append({"params": self.params_enc, "lr": cfg.encoder_lr})
+        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        sched = get_linear_schedule_with_warmup(opt, round(cfg.warmup_ratio * total_steps), total_steps)
+        return opt, sched
+
+    # -- the schedule of examples --------------------------------------------------------------------------
+
+    @property
+    def examples_per_step(self) -> int:
+        return self.cfg.batch_size * self.cfg.grad_accum
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train_rows) // self.examples_per_step)
+
+    @property
+    def total_steps(self) -> int:
+        if self.cfg.max_steps is not None:
+            return self.cfg.max_steps
+        return max(1, math.ceil(self.cfg.epochs * self.steps_per_epoch))
+
+    def step_examples(self, step: int) -> list[list[QAExample]]:
+        """The global micro-batches of optimiser step ``step``: a pure function of (seed, step)."""
+        epoch, pos = divmod(step, self.steps_per_epoch)
+        g = torch.Generator().manual_seed(self.cfg.seed + epoch)
+        order = torch.randperm(len(self.train_rows), generator=g).tolist()
+        n = self.examples_per_step
+        chunk = order[pos * n : (pos + 1) * n] or order[:n]
+        b = self.cfg.batch_size
+        return [[self.train_rows[i] for i in chunk[j : j + b]] for j in range(0, len(chunk), b)]
+
+    # -- the loss ------------------------------------------------------------------------------------------
+
+    def _autocast(self):
+        prec, dev = self.cfg.precision, self.cfg.device
+        if prec == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if prec == "bf16" else torch.float16
+        return torch.autocast(device_type="cuda" if dev.startswith("cuda") else "cpu", dtype=dtype)
+
+    def doc_scores(self, questions: list[str], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
+        """f(q, z) for the retrieved passages, with gradient where an encoder trains."""
+        cfg = self.cfg
+        if not (cfg.train_query_encoder or cfg.train_doc_encoder) or self.encoder is None:
+            return torch.from_numpy(np.asarray(hits.scores, dtype=np.float32)).to(cfg.device)
+        enc = self.encoder
+        enc.model.train()
+        if cfg.train_query_encoder:
+            q = enc.embed(questions, kind="query")
+        else:
+            with torch.no_grad():
+                q = enc.embed(questions, kind="query")
+        if cfg.train_doc_encoder:
+            flat = [p.indexed_text if p is not None else "" for row in passages for p in row]
+            d = enc.embed(flat, kind="passage").view(len(questions), hits.k, -1)
+        else:
+            if hits.vectors is None:
+                raise RagtuneError("the retriever did not return passage vectors; a dense retriever is needed")
+            d = torch.from_numpy(np.asarray(hits.vectors, dtype=np.float32)).to(q.device)
+        return torch.einsum("bd,bkd->bk", q.float(), d.float())
+
+    def batch_loss(self, batch: Sequence[QAExample], mode: str | None = None) -> tuple[torch.Tensor, int]:
+        """Summed NLL of a (local) micro-batch and its example count."""
+        if not batch:
+            return torch.zeros(()), 0
+        cfg = self.cfg
+        mode = mode or cfg.mode
+        questions = [e.question for e in batch]
+        targets = [e.answers[0] for e in batch]
+        enc_model = self.encoder.model if self.encoder is not None else None
+        if enc_model is not None:
+            enc_model.eval()  # retrieval itself is deterministic: no dropout in the search pass
+        with torch.no_grad():
+            hits = self.retriever.search(questions, self.k, return_vectors=True) if self.encoder is not None \
+                else self.retriever.search(questions, self.k)
+        passages = passages_for(self.store, hits.ids)
+        with self._autocast():
+            scores = self.doc_scores(questions, hits, passages)
+            valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
+            doc_logp = doc_log_prior(scores.float(), self.doc_temperature, valid)
+            prompts = [self.generator.build_prompt(q, [p] if p is not None else []) for q, row in zip(questions, passages) for p in row]
+            tok_logp, mask = self.generator.token_logprobs(prompts, [t for t in targets for _ in range(hits.k)])
+        B, K = len(batch), hits.k
+        tok_logp = tok_logp.float().view(B, K, -1)
+        mask = mask.view(B, K, -1)[:, 0]
+        loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
+        if cfg.label_smoothing > 0:
+            # Full-vocabulary log-probs are not part of the Generator seam, so smoothing is not applied here.
+            log.warning("label_smoothing needs full-vocabulary log-probs, which Generator.token_logprobs does not give; ignored")
+        return loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), reduction="sum"), B
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+
+    def _answers(self, questions: list[str]) -> list[str]:
+        if self.answer_fn is not None:
+            return self.answer_fn(questions)
+        return [o.answer for o in self.rag.ask_batch(questions)]
+
+    @torch.no_grad()
+    def evaluate(self, rows: Sequence[QAExample] | None = None, batch_size: int = 32) -> dict[str, float]:
+        """EM, F1 and Recall@k on the dev rows (each rank scores a share; the sums are all-reduced)."""
+        rows = list(rows if rows is not None else self.dev_rows)
+        mine = shard(rows, self.info)
+        for m in self.modules.values():
+            m.eval()
+        em = f1 = 0.0
+        rec = dict.fromkeys(self.recall_k, 0.0)
+        kmax = max(self.recall_k)
+        for i in range(0, len(mine), batch_size):
+            chunk = mine[i : i + batch_size]
+            qs = [e.question for e in chunk]
+            for pred, ex in zip(self._answers(qs), chunk):
+                em += exact_match(pred, ex.answers)
+                f1 += f1_score(pred, ex.answers)
+            hits = self.retriever.search(qs, kmax)
+            ps = passages_for(self.store, hits.ids)
+            for k in self.recall_k:
+                rec[k] += sum(recall_hits(hits, chunk, ps, k))
+        n = max(len(rows), 1)
+        out = {"em": all_sum(em, self.info) / n, "f1": all_sum(f1, self.info) / n}
+        for k in self.recall_k:
+            out[f"recall@{k}"] = all_sum(rec[k], self.info) / n
+        return out
+
+    # -- saving --------------------------------------------------------------------------------------------
+
+    def save_model(self, path: str | Path | None = None) -> Path:
+        """A directory ``RAG.from_pretrained`` loads: generator/, query_encoder/ and ragtune.json (rank 0 only)."""
+        path = Path(path or self.out)
+        if not self.info.is_main:
+            return path
+        from ragtune.training.checkpoint import atomic_dir
+
+        path.mkdir(parents=True, exist_ok=True)
+        with atomic_dir(path / "generator") as tmp:
+            self._save_generator(tmp)
+        if self.encoder is not None:
+            with atomic_dir(path / "query_encoder") as tmp:
+                self.encoder.save(tmp)
+        meta = {
+            "index": str(Path(self.index_dir).resolve()) if self.index_dir else None,
+            "rag": {"mode": self.cfg.mode, "k": self.k, "doc_temperature": self.doc_temperature,
+                    "retriever": getattr(self.retriever, "kind", "dense")},
+            "training": self.cfg.model_dump(),
+        }
+        tmpf = path / (RAG_JSON + ".tmp")
+        tmpf.write_text(json.dumps(meta, indent=2))
+        tmpf.replace(path / RAG_JSON)
+        return path
+
+    def _save_generator(self, path: Path) -> None:
+        model = self.modules["generator"]
+        if self.cfg.lora and self.cfg.train_generator:
+            # Adapter weights plus the base model's name; the loader rebuilds base + adapter.
+            model.save_pretrained(path)
+            self.generator.tokenizer.save_pretrained(path)
+            base = getattr(self.generator, "model_name", None) or getattr(model.peft_config["default"], "base_model_name_or_path", None)
+            (path / "lora_base.json").write_text(json.dumps({"base_model": base}))
+        else:
+            self.generator.save(path)
+
+    def _checkpoint_state(self, step: int, opt, sched, scaler, best, bad_evals) -> dict[str, Any]:
+        return {
+            "step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": gather_objects(ckpt.rng_state(), self.info),
+            "best": best, "bad_evals": bad_evals, "world_size": self.info.world_size,
+            "config": self.cfg.model_dump(),
+        }
+
+    def _log(self, row: dict[str, Any]) -> None:
+        if self.info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def train(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
+        """Run to ``total_steps`` (or ``stop_after`` steps, for tests of interrupted runs)."""
+        cfg, info = self.cfg, self.info
+        total = self.total_steps
+        opt, sched = self._optimizer(total)
+        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and cfg.device.startswith("cuda") else None
+        step, best, bad_evals = 0, None, 0
+        ckpt.seed_everything(cfg.seed + info.rank)
+        if resume:
+            state = ckpt.load_checkpoint(self.out / CHECKPOINT_DIR, self.modules)
+            if state["world_size"] != info.world_size:
+                raise RagtuneError(f"checkpoint was written by {state['world_size']} processes, resuming with {info.world_size}")
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if scaler is not None and state["scaler"]:
+                scaler.load_state_dict(state["scaler"])
+            ckpt.set_rng_state(state["rng"][info.rank])
+            step, best, bad_evals = state["step"], state["best"], state["bad_evals"]
+            if cfg.train_doc_encoder:
+                self._reencode()
+        params = self.params_gen + self.params_enc
+        losses: list[float] = []
+        evals: list[dict[str, Any]] = []
+        bar = None
+        if self.progress and info.is_main:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=step, desc="train", dynamic_ncols=True)
+        t0, n_examples, stopped = time.perf_counter(), 0, False
+        end = total if stop_after is None else min(total, step + stop_after)
+        while step < end:
+            for m in self.modules.values():
+                m.train()
+            micro = self.step_examples(step)
+            global_n = sum(len(b) for b in micro)
+            loss_sum = 0.0
+            opt.zero_grad(set_to_none=True)
+            for batch in micro:
+                loss, _ = self.batch_loss(shard(batch, info))
+                if loss.requires_grad:
+                    scaled = loss / global_n
+                    (scaler.scale(scaled) if scaler is not None else scaled).backward()
+                loss_sum += float(loss.detach())
+            all_reduce_grads(params, info)
+            if scaler is not None:
+                scaler.unscale_(opt)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)) if cfg.max_grad_norm > 0 else float("nan")
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
+            sched.step()
+            step += 1
+            n_examples += global_n
+            mean_loss = all_sum(loss_sum, info) / global_n
+            losses.append(mean_loss)
+            lr = sched.get_last_lr()[0]
+            self._log({"step": step, "loss": mean_loss, "lr": lr, "grad_norm": grad_norm,
+                       "epoch": step / self.steps_per_epoch})
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+            if cfg.train_doc_encoder and cfg.reindex_every > 0 and step % cfg.reindex_every == 0:
+                self._reencode()
+            is_last = step == total
+            if self.dev_rows and (step % cfg.eval_every == 0 or is_last):
+                metrics = self.evaluate()
+                evals.append({"step": step, **metrics})
+                self._log({"step": step, "eval": metrics})
+                key = (metrics["em"], metrics["f1"])
+                if best is None or key > (best["em"], best["f1"]):
+                    best, bad_evals = {"step": step, **metrics}, 0
+                    self.save_model()
+                else:
+                    bad_evals += 1
+                if cfg.early_stopping_patience is not None and bad_evals >= cfg.early_stopping_patience:
+                    stopped = True
+            if step % cfg.save_every == 0 or is_last or stopped or step == end:
+                state = self._checkpoint_state(step, opt, sched, scaler, best, bad_evals)
+                if info.is_main:
+                    ckpt.save_checkpoint(self.out / CHECKPOINT_DIR, self.modules, state)
+                barrier(info)
+            if stopped:
+                break
+        if bar is not None:
+            bar.close()
+        if not self.dev_rows and step == total:
+            self.save_model()
+        barrier(info)
+        return TrainResult(step, losses, best, evals, stopped, time.perf_counter() - t0, n_examples)
+
+    def _reencode(self) -> None:
+        """Refresh every passage vector in the index with the current encoder."""
+        reencode = getattr(self.retriever, "reencode", None)
+        if reencode is None:
+            raise RagtuneError("this retriever cannot re-encode its index; keep the document encoder frozen")
+        self.encoder.model.eval()
+        with torch.no_grad():
+            try:
+                reencode(self.store)
+            except TypeError:
+                reencode()
