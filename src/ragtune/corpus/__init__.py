@@ -1,4 +1,5 @@
 """Documents, passages, readers, chunking and the on-disk passage store."""
+from ragtune.corpus.beir import BeirDataset, load_beir
 from ragtune.corpus.chunking import chunk_document, chunk_documents
 from ragtune.corpus.readers import (
     ReadStats,
@@ -9,10 +10,19 @@ from ragtune.corpus.readers import (
     read_file,
     read_paths,
 )
+from ragtune.corpus.squad import QARecord, SquadData, SquadQuestion, load_qa_jsonl, load_squad, open_book_split
 from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
 from ragtune.corpus.types import Document, Passage
 
 __all__ = [
+    "BeirDataset",
+    "QARecord",
+    "SquadData",
+    "SquadQuestion",
+    "load_beir",
+    "load_qa_jsonl",
+    "load_squad",
+    "open_book_split",
     "Document",
     "Passage",
     "PassageStore",

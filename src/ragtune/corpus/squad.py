@@ -1,0 +1,174 @@
+"""SQuAD-style reading-comprehension data (SQuAD v1.1, CMRC 2018) as an open-book QA benchmark.
+
+Paragraphs become the knowledge base; questions become records pointing at their paragraph. The open-book split
+is by article, in file order, so no test article's paragraphs were seen with their questions in training.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragtune.corpus.types import Document
+from ragtune.errors import RagtuneError
+
+log = logging.getLogger(__name__)
+
+OPEN_BOOK_TRAIN_ARTICLES = 36  # SQuAD v1.1 dev: articles 0-35 train (8,123 questions), 36-47 test (2,447)
+
+
+@dataclass
+class SquadQuestion:
+    id: str
+    question: str
+    answers: list[str]  # every gold answer, as annotated (duplicates kept: they are separate annotations)
+    doc_id: str  # the paragraph's Document.id, f"{article}-{paragraph}"
+    article: int  # article index in file order
+    answer_starts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SquadData:
+    documents: list[Document]  # one per paragraph
+    questions: list[SquadQuestion]
+    titles: list[str]  # article titles in file order
+
+    @property
+    def n_articles(self) -> int:
+        return len(self.titles)
+
+
+@dataclass
+class OpenBookSplit:
+    documents: list[Document]  # the knowledge base: every paragraph of every article
+    train: list[SquadQuestion]
+    test: list[SquadQuestion]
+
+
+def _title(raw: str) -> str:
+    # SQuAD titles are Wikipedia slugs ("Super_Bowl_50"); most tokenizers keep "_" inside words, which would
+    # hide the title's words from retrieval.
+    return raw.replace("_", " ").strip()
+
+
+def load_squad(path: str | Path) -> SquadData:
+    """Paragraphs as Documents (id ``"<article>-<paragraph>"``, title = article title) and their questions."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        articles = raw["data"]
+    except FileNotFoundError:
+        raise RagtuneError(f"SQuAD file {path} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+        raise RagtuneError(f"{path} is not SQuAD-style JSON with a top-level 'data' list ({e})") from e
+    source = str(path.resolve())
+    docs: list[Document] = []
+    questions: list[SquadQuestion] = []
+    titles: list[str] = []
+    for a, article in enumerate(articles):
+        raw_title = str(article.get("title", ""))
+        titles.append(_title(raw_title))
+        for p, para in enumerate(article.get("paragraphs", [])):
+            doc_id = f"{a}-{p}"
+            try:
+                docs.append(
+                    Document(doc_id, para["context"], _title(raw_title), source, {"article_title": raw_title})
+                )
+                questions.extend(_question(qa, doc_id, a) for qa in para.get("qas", []))
+            except (KeyError, TypeError) as e:
+                raise RagtuneError(f"{path}: article {a} paragraph {p} is malformed (missing {e})") from e
+    return SquadData(docs, questions, titles)
+
+
+def _question(qa: dict[str, Any], doc_id: str, article: int) -> SquadQuestion:
+    answers = qa.get("answers", [])
+    return SquadQuestion(
+        id=str(qa["id"]),
+        question=qa["question"].strip(),
+        answers=[x["text"] for x in answers],
+        doc_id=doc_id,
+        article=article,
+        answer_starts=[int(x.get("answer_start", -1)) for x in answers],
+    )
+
+
+def open_book_split(
+    data: SquadData, train_articles: int = OPEN_BOOK_TRAIN_ARTICLES, test_articles: int | None = None
+) -> OpenBookSplit:
+    """Knowledge base = all paragraphs; train = questions of the first ``train_articles`` articles in file order;
+    test = questions of the next ``test_articles`` articles (default: all the rest)."""
+    n = data.n_articles
+    if not 0 < train_articles < n:
+        raise RagtuneError(f"train_articles must be between 1 and {n - 1} for {n} articles, got {train_articles}")
+    test_end = n if test_articles is None else min(n, train_articles + test_articles)
+    train = [q for q in data.questions if q.article < train_articles]
+    test = [q for q in data.questions if train_articles <= q.article < test_end]
+    return OpenBookSplit(list(data.documents), train, test)
+
+
+# -- a generic QA JSONL ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class QARecord:
+    question: str
+    answers: list[str]
+    positive_ids: list[int] = field(default_factory=list)  # passage-store ids
+    positive_texts: list[str] = field(default_factory=list)
+    line: int = 0  # 1-based line in the file
+
+
+def _qa_record(row: Any, line: int) -> QARecord:
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object")
+    q = row.get("question")
+    if not isinstance(q, str) or not q.strip():
+        raise ValueError("missing or empty 'question'")
+    answers = row.get("answers")
+    if isinstance(answers, str):
+        answers = [answers]
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise ValueError("'answers' must be a list of strings")
+    ids = row.get("positive_ids", [])
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError("'positive_ids' must be a list of integers")
+    texts = row.get("positive_texts", [])
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("'positive_texts' must be a list of strings")
+    return QARecord(q.strip(), answers, ids, texts, line)
+
+
+def load_qa_jsonl(
+    path: str | Path, *, strict: bool = True, problems: list[str] | None = None
+) -> list[QARecord]:
+    """Rows ``{question, answers, positive_ids?, positive_texts?}``.
+
+    A bad row raises ``RagtuneError`` naming its line (``strict``), or is skipped and described in ``problems``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RagtuneError(f"QA file {path} not found")
+    out: list[QARecord] = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(_qa_record(json.loads(line), n))
+            except json.JSONDecodeError as e:
+                _bad(path, n, f"not valid JSON ({e.msg})", strict, problems)
+            except ValueError as e:
+                _bad(path, n, str(e), strict, problems)
+    return out
+
+
+def _bad(path: Path, line: int, msg: str, strict: bool, problems: list[str] | None) -> None:
+    text = f"{path} line {line}: {msg}"
+    if strict:
+        raise RagtuneError(text)
+    log.warning(text)
+    if problems is not None:
+        problems.append(text)
