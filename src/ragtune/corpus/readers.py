@@ -280,15 +280,15 @@ def _read_csv(
 
 
 def _relative_id(path: Path, root: Path | None) -> str:
-    if root is not None:
+    if root is None:
+        return path.as_posix()  # no root: the path as the caller gave it
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
         try:
-            return path.relative_to(root).as_posix()
+            return path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
-            try:
-                return path.resolve().relative_to(root.resolve()).as_posix()
-            except ValueError:
-                pass
-    return path.name
+            return path.name
 
 
 def read_file(
@@ -296,7 +296,8 @@ def read_file(
 ) -> list[Document]:
     """The documents of one file: one for text/Markdown/HTML/PDF, one per row for JSONL/CSV/TSV.
 
-    A file's document id is its path relative to ``root`` (default: its folder), in posix form; a row's id is
+    A file's document id is its path relative to ``root`` in posix form (without ``root``: the path as given;
+    pass the folder the file was found under, as ``iter_files_with_roots`` yields it); a row's id is
     its id field (``_id`` for BEIR), else ``<relpath>#<line>``. ``source`` is the resolved absolute path.
     Rows without text are skipped and counted in ``stats``. Raises ``UnreadableFile`` instead of crashing.
     """
