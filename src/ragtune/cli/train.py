@@ -1,0 +1,43 @@
+"""`ragtune train`: fine-tune a RAG model (generator, query encoder) on question-answer rows."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ragtune.cli.app import app
+from ragtune.cli.common import console, load_config
+
+
+@app.command("train")
+def train_cmd(
+    index: Path = typer.Option(..., "--index", "-i", help="The index directory (with a dense retriever to train it)."),
+    train: Path = typer.Option(..., "--train", help="JSONL rows: question, answers[, positive_ids, positive_texts]."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory; loads with RAG.from_pretrained."),
+    dev: Optional[Path] = typer.Option(None, "--dev", help="JSONL dev rows for EM/F1/Recall@k and the best checkpoint."),
+    dev_fraction: Optional[float] = typer.Option(None, "--dev-fraction", help="Hold out this share of --train as dev."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="rag-sequence or rag-token."),
+    lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the whole generator."),
+    freeze: List[str] = typer.Option([], "--freeze", help="generator, query-encoder or doc-encoder; repeatable."),
+    retriever: str = typer.Option("dense", "--retriever", help="Retriever of the index to train through."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Generator model (packaged name, path or hub id)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimiser steps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/checkpoint."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on the first bad row instead of skipping it."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fine-tune end to end; writes the best model, metrics.jsonl and a resumable checkpoint into OUT."""
+    from ragtune.training.run import fine_tune, training_overrides
+
+    cfg = load_config(config)
+    cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps))
+    trainer, result = fine_tune(index, train, out, dev_file=dev, dev_fraction=dev_fraction, config=cfg, retriever=retriever,
+                                generator=generator, strict=strict, resume=resume, progress=not quiet)
+    if quiet or not trainer.info.is_main:
+        return
+    last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
+    console.print(f"[bold]trained[/bold] {result.steps} steps ({result.seconds:.1f} s), last loss {last}; model in {out}")
+    if result.best:
+        console.print("  best dev: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.best.items()))

@@ -1,0 +1,65 @@
+"""``fine_tune``: an index directory and a JSONL file in, a ``RAG.from_pretrained`` directory out.
+
+This is what ``ragtune train`` calls; it only assembles the pieces (config, data, RAG, Trainer).
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from ragtune.config import Config
+from ragtune.errors import RagtuneError
+from ragtune.training.data import load_examples, split_examples
+from ragtune.training.trainer import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+FREEZABLE = {"generator": "train_generator", "query-encoder": "train_query_encoder", "doc-encoder": "train_doc_encoder"}
+
+
+def training_overrides(*, mode: str | None = None, lora: bool | None = None, freeze: Sequence[str] = (),
+                       max_steps: int | None = None) -> dict:
+    """The ``training`` section fields a command line sets (None leaves the config's value)."""
+    fields: dict = {"mode": mode, "lora": lora or None, "max_steps": max_steps}
+    for part in freeze:
+        if part not in FREEZABLE:
+            raise RagtuneError(f"cannot freeze {part!r}: choose from {', '.join(FREEZABLE)}")
+        fields[FREEZABLE[part]] = False
+    return fields
+
+
+def fine_tune(
+    index_dir: str | Path,
+    train_file: str | Path,
+    out_dir: str | Path,
+    *,
+    dev_file: str | Path | None = None,
+    dev_fraction: float | None = None,
+    config: Config | None = None,
+    retriever: str = "dense",
+    generator: str | None = None,
+    strict: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> tuple[Trainer, TrainResult]:
+    from ragtune.rag.model import RAG
+    from ragtune.retrieval.index import Index
+
+    cfg = config or Config()
+    index = Index.open(index_dir)
+    known = set(int(i) for i in index.store.ids())
+    train, report = load_examples(train_file, known_ids=known, strict=strict)
+    dev = None
+    if dev_file is not None:
+        dev, _ = load_examples(dev_file, known_ids=known, strict=strict)
+    elif dev_fraction:
+        train, dev = split_examples(train, dev_fraction, seed=cfg.training.seed)
+    t = cfg.training
+    if retriever != "dense" and (t.train_query_encoder or t.train_doc_encoder):
+        raise RagtuneError(f"the {retriever} retriever has no encoder to train; add --freeze query-encoder")
+    rag = RAG.from_index(index_dir, retriever=retriever, model=generator or cfg.generator.model, mode=t.mode,
+                         k=cfg.rag.k, config=cfg, device=t.device)
+    trainer = Trainer(rag, train, dev, t, out_dir, k=cfg.rag.k, doc_temperature=cfg.rag.doc_temperature,
+                      index_dir=index_dir, progress=progress)
+    return trainer, trainer.train(resume=resume)
