@@ -135,3 +135,13 @@ def test_file_fingerprint(tmp_path: Path) -> None:
     assert fp2 != fp and same_content(fp, fp2)
     f.write_text("hellO")
     assert not same_content(fp, file_fingerprint(f))
+
+
+def test_doc_counts_follow_adds_and_deletes(store: PassageStore) -> None:
+    store.add(_passages("a", 2) + _passages("b", 1), source="s", fingerprint="f")
+    store.add(_passages("a", 1) + _passages("c", 2), source="s")  # "a" is not new
+    assert store.doc_count("s") == 3
+    store.delete(store.source_ids("s")[-2:])  # both passages of "c"
+    assert store.doc_count("s") == 2 and store.fingerprint("s") == "f"
+    store.set_fingerprint("empty.txt", "e")
+    assert store.sources()["empty.txt"] == "e" and store.doc_count("empty.txt") == 0

@@ -219,6 +219,7 @@ class PassageStore:
             # executemany cannot return rowids; AUTOINCREMENT ids are consecutive inside one write
             # transaction, so we read the id sequence before and after instead.
             first = self._next_id()
+            origin_docs = self._new_doc_counts(passages, source)
             rows = [
                 (p.doc_id, p.title, p.text, p.source, p.start, p.end, source if source is not None else p.source)
                 for p in passages
@@ -233,22 +234,50 @@ class PassageStore:
             if out and self._next_id() != first + len(out):  # pragma: no cover - a broken invariant, not input
                 raise RuntimeError("passage ids were not assigned consecutively")
             if source is not None:
-                self._record_source(source, fingerprint)
+                self._record_source(source, fingerprint, origin_docs.get(source, 0))
         return out
+
+    def _new_doc_counts(self, passages: Sequence[Passage], source: str | None) -> dict[str, int]:
+        """Per origin, how many of the batch's documents the store does not hold yet.
+
+        Counting incrementally keeps ``add`` O(batch); recounting a source would make adding a large corpus
+        in batches quadratic.
+        """
+        by_origin: dict[str, set[str]] = {}
+        for p in passages:
+            by_origin.setdefault(source if source is not None else p.source, set()).add(p.doc_id)
+        counts: dict[str, int] = {}
+        for origin, docs in by_origin.items():
+            doc_list = sorted(docs)
+            known = 0
+            for i in range(0, len(doc_list), _MAX_PARAMS - 1):
+                part = doc_list[i : i + _MAX_PARAMS - 1]
+                marks = ",".join("?" * len(part))
+                known += self._conn.execute(
+                    f"SELECT COUNT(DISTINCT doc_id) FROM passages WHERE origin = ? AND doc_id IN ({marks})",
+                    (origin, *part),
+                ).fetchone()[0]
+            counts[origin] = len(docs) - known
+        return counts
 
     def _next_id(self) -> int:
         row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").fetchone()
         return (row[0] if row else 0) + 1
 
-    def _record_source(self, source: str, fingerprint: str | None) -> None:
-        (count,) = self._conn.execute(
-            "SELECT COUNT(DISTINCT doc_id) FROM passages WHERE origin = ?", (source,)
-        ).fetchone()
+    def _record_source(self, source: str, fingerprint: str | None, new_docs: int = 0) -> None:
         self._conn.execute(
             "INSERT INTO sources(source, fingerprint, doc_count) VALUES (?, COALESCE(?, ''), ?) "
-            "ON CONFLICT(source) DO UPDATE SET fingerprint = COALESCE(?, fingerprint), doc_count = excluded.doc_count",
-            (source, fingerprint, count, fingerprint),
+            "ON CONFLICT(source) DO UPDATE SET fingerprint = COALESCE(?, fingerprint), doc_count = doc_count + ?",
+            (source, fingerprint, new_docs, fingerprint, new_docs),
         )
+
+    def _recount(self, origins: Iterable[str]) -> None:
+        for origin in origins:
+            self._conn.execute(
+                "UPDATE sources SET doc_count = "
+                "(SELECT COUNT(DISTINCT doc_id) FROM passages WHERE origin = ?) WHERE source = ?",
+                (origin, origin),
+            )
 
     def set_fingerprint(self, source: str, fingerprint: str) -> None:
         """Record a source without passages (e.g. an empty file), so it is not re-read every update."""
@@ -267,9 +296,14 @@ class PassageStore:
         """Remove passages by id; unknown ids are ignored. Their ids are never reused."""
         ids = [int(i) for i in ids]
         with self.transaction():
+            origins: set[str] = set()
             for part in _chunks(ids):
                 marks = ",".join("?" * len(part))
+                origins.update(
+                    r[0] for r in self._conn.execute(f"SELECT DISTINCT origin FROM passages WHERE id IN ({marks})", part)
+                )
                 self._conn.execute(f"DELETE FROM passages WHERE id IN ({marks})", part)
+            self._recount(origins)  # deleting single passages is rare; an exact recount is affordable here
 
     # -- sources ---------------------------------------------------------------------------------------------
 
