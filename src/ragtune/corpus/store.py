@@ -104,9 +104,13 @@ class PassageStore:
         self._lock = threading.RLock()
         self._depth = 0
         self._conn = self._connect()
-        if not readonly:
-            self._init_schema()
-        self._check_format()
+        try:
+            if not readonly:
+                self._init_schema()
+            self._check_format()
+        except BaseException:
+            self._conn.close()  # do not leak the handle (and its file lock) of a store we refuse
+            raise
 
     # -- connection ------------------------------------------------------------------------------------------
 
