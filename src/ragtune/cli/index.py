@@ -41,7 +41,8 @@ def index_cmd(
         f"[bold]indexed[/bold] {index}: {report.files_read} file(s) read, {report.files_unchanged} unchanged, "
         f"{len(report.skipped)} skipped, {report.sources_removed} removed; "
         f"+{report.passages_added} / -{report.passages_removed} passages, {report.passages_total} in all; "
-        f"retrievers {', '.join(report.retrievers)}; {report.seconds:.1f} s"
+        f"retrievers {', '.join(report.retrievers)}; {report.seconds:.1f} s",
+        soft_wrap=True,
     )
     for reason, n in report.skip_reasons().most_common():
-        console.print(f"  skipped {n}: {reason}")
+        console.print(f"  skipped {n}: {reason}", soft_wrap=True)

@@ -100,7 +100,7 @@ class Index:
         if self._store is None:
             from ragtune.corpus.store import PassageStore
 
-            self._store = PassageStore(self.path / STORE)
+            self._store = PassageStore(self.path / STORE, readonly=True)
         return self._store
 
     def default_kind(self) -> str:
@@ -178,7 +178,7 @@ class _Source:
     beir: bool = False
 
 
-def _collect_sources(paths: Sequence[Path], beir: Sequence[Path]) -> tuple[list[_Source], list[Path], list[tuple[str, str]]]:
+def _collect_sources(paths: Sequence[Path], beir: Sequence[Path], known: dict[str, str]) -> tuple[list[_Source], list[Path], list[tuple[str, str]]]:
     from ragtune.corpus.readers import iter_files
     from ragtune.corpus.store import file_fingerprint
 
@@ -191,18 +191,20 @@ def _collect_sources(paths: Sequence[Path], beir: Sequence[Path]) -> tuple[list[
         root = p.resolve()
         roots.append(root)
         for f in iter_files([p]):
+            key = str(f.resolve())
             try:
-                fp = file_fingerprint(f)
+                fp = file_fingerprint(f, previous=known.get(key))  # same size and mtime: not hashed again
             except OSError as e:
                 skipped.append((str(f), f"unreadable: {e.strerror or e}"))
                 continue
-            sources.append(_Source(f, root if root.is_dir() else root.parent, str(f.resolve()), fp))
+            sources.append(_Source(f, root if root.is_dir() else root.parent, key, fp))
     for d in beir:
         corpus = d / "corpus.jsonl" if d.is_dir() else d
         if not corpus.exists():
             raise RagtuneError(f"no BEIR corpus at {corpus}: --beir takes a folder holding corpus.jsonl")
         roots.append(corpus.resolve())
-        sources.append(_Source(corpus, corpus.parent, str(corpus.resolve()), file_fingerprint(corpus), beir=True))
+        key = str(corpus.resolve())
+        sources.append(_Source(corpus, corpus.parent, key, file_fingerprint(corpus, previous=known.get(key)), beir=True))
     return sources, roots, skipped
 
 
@@ -216,13 +218,8 @@ def _read(src: _Source, config: Config) -> list[Document]:
 
     if src.beir:
         return list(read_beir_corpus(src.path))
-    docs = read_file(src.path, config.corpus)
-    rel = src.path.resolve().relative_to(src.root).as_posix() if src.root in src.path.resolve().parents else src.path.name
-    for d in docs:
-        # a file's documents are named from the root it was found under, so ids survive moving the whole folder
-        if d.id == str(src.path) or not d.id:
-            d.id = rel
-    return docs
+    # ids are relative to the root the file was found under, so they survive moving the whole folder
+    return read_file(src.path, config.corpus, root=src.root)
 
 
 def _chunk(docs: Sequence[Document], chunk_words: int, overlap: int) -> list[Passage]:
@@ -253,7 +250,7 @@ def update(
     encoder must not change under it), except on ``rebuild``.
     """
     from ragtune.corpus.readers import UnreadableFile
-    from ragtune.corpus.store import PassageStore
+    from ragtune.corpus.store import PassageStore, same_content
 
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
@@ -273,9 +270,6 @@ def update(
     if not kinds:
         raise RagtuneError("no retriever chosen: pass --retriever bm25|tfidf|dense|hybrid")
 
-    sources, roots, report.skipped = _collect_sources([Path(p) for p in paths], [Path(b) for b in beir])
-    report.files_seen = len(sources) + len(report.skipped)
-
     staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     if existing:
@@ -289,6 +283,8 @@ def update(
         active = {**loaded, **fresh}
 
         known = store.sources()
+        sources, roots, report.skipped = _collect_sources([Path(p) for p in paths], [Path(b) for b in beir], known)
+        report.files_seen = len(sources) + len(report.skipped)
         seen_keys = {s.key for s in sources}
         removed_ids: list[int] = []
         for key in sorted(known):
@@ -298,7 +294,9 @@ def update(
         added: list[Passage] = []
         for i, src in enumerate(sources):
             progress("read", i, len(sources))
-            if known.get(src.key) == src.fingerprint:
+            if src.key in known and same_content(known[src.key], src.fingerprint):
+                if known[src.key] != src.fingerprint:
+                    store.set_fingerprint(src.key, src.fingerprint)  # touched, not changed: remember the new mtime
                 report.files_unchanged += 1
                 continue
             try:
