@@ -34,7 +34,8 @@ from ragtune.text.analyzer import Analyzer
 
 FORMAT_VERSION = 1
 _ENCODE_BATCH = 20_000  # documents analysed at a time: bounds the raw-token lists held in memory
-_RESULT_BUDGET = 1 << 22  # query rows x segment documents per product chunk (bounds the product's memory)
+_RESULT_BUDGET = 1 << 22
+_GATHER_MAX_QUERIES = 4  # up to this many queries per chunk, the numpy gather path (low fixed cost)  # query rows x segment documents per product chunk (bounds the product's memory)
 
 
 class _TermIds(dict):
@@ -81,7 +82,7 @@ class SparseRetriever:
     def __init__(self, weighting: BM25Weighting | TfidfWeighting, analyzer: Analyzer, *, n_threads: int | None = None):
         self.weighting = weighting
         self.analyzer = analyzer
-        self.n_threads = n_threads or min(2, os.cpu_count() or 1)
+        self.n_threads = n_threads or 1  # numpy's gather/bincount hold the GIL: threads measured slower
         self.terms: list[str] = []
         self.vocab: dict[str, int] = {}
         self.df = np.zeros(0, dtype=np.int64)  # live documents containing each term
@@ -195,8 +196,9 @@ class SparseRetriever:
                                                      merged.data, all_ids, all_lengths))
 
     # -- search -----------------------------------------------------------------------------------------------
-    def query_matrix(self, queries: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """(n x V) query weights and the per-query constant (bm25l/bm25+ tfc(0) part)."""
+    def query_terms(self, queries: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Query-side weights as CSR pieces (indptr (n+1,), term ids, weights) and each query's constant
+        (the bm25l/bm25+ tfc(0) part). Built with numpy only: scipy's constructors cost more than the work here."""
         n = len(queries)
         get = self.vocab.get
         term_lists = self.analyzer.batch(queries)
@@ -204,16 +206,14 @@ class SparseRetriever:
         flat = np.fromiter((get(t, -1) for t in chain.from_iterable(term_lists)), dtype=np.int64, count=int(counts.sum()))
         rows = np.repeat(np.arange(n), counts)
         keep = flat >= 0
-        flat, rows = flat[keep], rows[keep]
-        if len(flat):
-            keep = self.df[flat] > 0
-            flat, rows = flat[keep], rows[keep]
-        q = sp.csr_matrix((np.ones(len(flat), np.float32), (rows, flat)), shape=(n, len(self.terms)))
-        q.sum_duplicates()
-        qrows = np.repeat(np.arange(n), np.diff(q.indptr))
-        w, const = self.weighting.query_weights(q.data, self.df[q.indices], qrows, n, self.n_live)
-        q.data = w
-        return q, const
+        keep[keep] = self.df[flat[keep]] > 0
+        # Repeated query terms count once per occurrence (as bm25s and rank_bm25 score them): sum them up.
+        key, qtf = np.unique(rows[keep] * max(len(self.terms), 1) + flat[keep], return_counts=True)
+        rows, terms = np.divmod(key, max(len(self.terms), 1))
+        w, const = self.weighting.query_weights(qtf.astype(np.float64), self.df[terms], rows, n, self.n_live)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        return indptr, terms, w, const
 
     def search(self, queries: Sequence[str], k: int = 10) -> Hits:
         if isinstance(queries, str):
@@ -222,7 +222,7 @@ class SparseRetriever:
         hits = Hits.empty(n, k)
         if n == 0 or k <= 0 or self.n_live == 0:
             return hits
-        q, const = self.query_matrix(queries)
+        indptr, terms, w, const = self.query_terms(queries)
         n_docs = sum(seg.n_docs for seg in self.segments)
         step = max(1, min(n, _RESULT_BUDGET // max(n_docs, 1)))
         if n > step and self.n_threads > 1:
@@ -231,7 +231,9 @@ class SparseRetriever:
 
         def run(start: int) -> None:
             stop = min(start + step, n)
-            self._search_chunk(q[start:stop], k, hits.ids[start:stop], hits.scores[start:stop])
+            a, b = indptr[start], indptr[stop]
+            chunk = (indptr[start : stop + 1] - a, terms[a:b], w[a:b])
+            self._search_chunk(chunk, k, hits.ids[start:stop], hits.scores[start:stop])
 
         if len(starts) > 1 and self.n_threads > 1:
             with ThreadPoolExecutor(self.n_threads) as pool:
@@ -242,14 +244,15 @@ class SparseRetriever:
         hits.scores += np.where(hits.ids != EMPTY_ID, const[:, None], 0).astype(np.float32)
         return hits
 
-    def _search_chunk(self, q: sp.csr_matrix, k: int, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    def _search_chunk(self, q: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, out_ids: np.ndarray,
+                      out_scores: np.ndarray) -> None:
         n_terms = len(self.terms)
         live = [seg for seg in self.segments if seg.n_live]
         if len(live) == 1:
             self._search_segment(q, live[0], n_terms, k, out_ids, out_scores)
             return
         # Several segments: k best of each, then the k best of those.
-        seg_ids = np.full((q.shape[0], k * len(live)), EMPTY_ID, dtype=np.int64)
+        seg_ids = np.full((len(q[0]) - 1, k * len(live)), EMPTY_ID, dtype=np.int64)
         seg_scores = np.full(seg_ids.shape, -np.inf, dtype=np.float32)
         for j, seg in enumerate(live):
             self._search_segment(q, seg, n_terms, k, seg_ids[:, j * k : (j + 1) * k], seg_scores[:, j * k : (j + 1) * k])
@@ -258,11 +261,65 @@ class SparseRetriever:
         out_scores[:] = np.take_along_axis(seg_scores, order, axis=1)
 
     @staticmethod
-    def _search_segment(q: sp.csr_matrix, seg: Segment, n_terms: int, k: int, out_ids: np.ndarray,
-                        out_scores: np.ndarray) -> None:
-        scores = q @ seg.matrix(n_terms)  # (n x D_s), only documents sharing a term with the query
+    def _search_segment(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment, n_terms: int, k: int,
+                        out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+        if len(q[0]) - 1 > _GATHER_MAX_QUERIES:
+            SparseRetriever._search_segment_product(q, seg, n_terms, k, out_ids, out_scores)
+        else:
+            SparseRetriever._search_segment_gather(q, seg, n_terms, k, out_ids, out_scores)
+
+    @staticmethod
+    def _search_segment_product(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment, n_terms: int, k: int,
+                                out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+        """Many queries: scipy's sparse x sparse product (touches only query terms' postings, O(matched) output)."""
+        indptr, terms, w = q
+        qm = sp.csr_matrix((w, terms, indptr), shape=(len(indptr) - 1, n_terms))
+        scores = qm @ seg.matrix(n_terms)
         alive = None if seg.n_live == seg.n_docs else seg.alive
         _topk_rows(scores.indptr, scores.indices, scores.data, k, seg.ids, alive, out_ids, out_scores)
+
+    @staticmethod
+    def _search_segment_gather(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment, n_terms: int, k: int,
+                               out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+        """Score a chunk of queries against one segment and keep each row's top k.
+
+        Plain numpy beats scipy's sparse product here: the postings of all (query, term) pairs are gathered with one
+        multi-range index, scaled by the query weights and summed per (query, doc) by one ``bincount``; a handful of
+        C calls per chunk instead of scipy's per-call object overhead, which dominated single-query latency.
+        """
+        indptr, terms, qw = q
+        n = len(indptr) - 1
+        qrows = np.repeat(np.arange(n), np.diff(indptr))
+        inside = terms < seg.n_terms
+        qrows, terms, qw = qrows[inside], terms[inside], qw[inside]
+        starts, stops = seg.indptr[terms], seg.indptr[terms + 1]
+        lens = stops - starts
+        total = int(lens.sum())
+        if total == 0:
+            return
+        # Multi-range gather: positions starts[j] .. stops[j]-1 for every pair j, as one index array.
+        offsets = np.cumsum(lens) - lens
+        pos = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
+        d = seg.docs[pos].astype(np.int64)
+        w = seg.weights[pos] * np.repeat(qw, lens)
+        d += np.repeat(qrows.astype(np.int64) * seg.n_docs, lens)
+        scores = np.bincount(d, w, minlength=n * seg.n_docs).reshape(n, seg.n_docs)
+        if seg.n_live < seg.n_docs:
+            scores[:, ~seg.alive] = 0.0  # tombstones: never returned
+        for i in range(n):  # top-k over matched documents only (O(matched), not O(D) selection)
+            row = scores[i]
+            hit = np.flatnonzero(row > 0)
+            m = len(hit)
+            if m == 0:
+                continue
+            s = row[hit]
+            if m > k:
+                part = np.argpartition(s, m - k)[m - k:]
+                s, hit = s[part], hit[part]
+            rid = seg.ids[hit]
+            order = np.lexsort((rid, -s))
+            out_ids[i, : len(order)] = rid[order]
+            out_scores[i, : len(order)] = s[order]
 
     # -- persistence ------------------------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
