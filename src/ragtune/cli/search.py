@@ -24,11 +24,7 @@ def search_cmd(
     from ragtune.retrieval.index import Index
 
     with Index.open(index) as idx:
-        hits = idx.retriever(retriever, device=device).search([query], k)
-        pairs = hits.row(0)
-        passages = idx.passages([i for i, _ in pairs])
-    rows = [{"id": i, "score": s, "title": p.title if p else "", "text": p.text if p else "", "doc_id": p.doc_id if p else None}
-            for (i, s), p in zip(pairs, passages)]
+        rows = [h.to_dict() for h in idx.search([query], k, retriever, device=device)[0]]
     if as_json:
         print_json({"query": query, "hits": rows})
         return

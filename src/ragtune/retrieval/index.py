@@ -62,6 +62,16 @@ def _recover(path: Path) -> None:
             os.replace(old, path)
 
 
+@dataclass
+class ScoredPassage:
+    passage: Passage
+    score: float
+
+    def to_dict(self) -> dict:
+        p = self.passage
+        return {"id": p.id, "score": self.score, "title": p.title, "text": p.text, "doc_id": p.doc_id}
+
+
 class Index:
     """A read view of an index directory; retrievers and the store load on first use."""
 
@@ -129,6 +139,16 @@ class Index:
 
     def passages(self, ids: Iterable[int]) -> list[Passage | None]:
         return self.store.get(list(ids))
+
+    def search(self, queries: Sequence[str], k: int = 10, retriever: str | None = None, *, device: str | None = None) -> list[list["ScoredPassage"]]:
+        """The top-k passages of each query, resolved from the store, best first."""
+        hits = self.retriever(retriever, device=device).search(list(queries), k)
+        out = []
+        for row in range(len(hits)):
+            pairs = hits.row(row)
+            found = self.passages(i for i, _ in pairs)
+            out.append([ScoredPassage(p, s) for (_, s), p in zip(pairs, found) if p is not None])
+        return out
 
     def close(self) -> None:
         if self._store is not None:
