@@ -157,11 +157,14 @@ class Generator:
                 self.eos_token_ids.insert(0, end)
         self.pad_token_id: int = tok.pad_token_id
         base = self._model.get_base_model() if hasattr(self._model, "get_base_model") else self._model
-        self._keeps_logits = "logits_to_keep" in inspect.signature(type(base).forward).parameters
+        params = inspect.signature(type(base).forward).parameters
+        self._keeps_logits = "logits_to_keep" in params
+        # transformers 5.x renamed ``past_key_values`` to ``cache``; speak whichever this version's forward takes
+        self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
 
     def _chat(self) -> bool:
-        return (self.use_chat_template and not getattr(self._model.config, "is_encoder_decoder", False)
-                and getattr(self._tokenizer, "chat_template", None) is not None)
+        return (self.use_chat_template and not getattr(self.model.config, "is_encoder_decoder", False)
+                and getattr(self.tokenizer, "chat_template", None) is not None)
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
@@ -333,10 +336,12 @@ class Generator:
             mask[i, : len(y)] = True
         return logp, mask.to(logp.device)
 
-    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], T: int) -> "torch.Tensor":
+    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int) -> "torch.Tensor":
+        """(N, width) target log-probs of one forward pass; a chunk is computed at its own width, then padded."""
         import torch
 
         dev, pad = self.device, self.pad_token_id
+        T = max(len(y) for y in y_ids)
         N = len(p_ids)
         lens = torch.tensor([len(y) for y in y_ids])
         tgt = torch.full((N, T), pad, dtype=torch.long)
@@ -371,7 +376,8 @@ class Generator:
         logits = logits.float()
         logp = logits.gather(-1, tgt[..., None]).squeeze(-1) - logits.logsumexp(-1)
         valid = (torch.arange(T)[None] < lens[:, None]).to(dev)
-        return logp.masked_fill(~valid, 0.0)
+        logp = logp.masked_fill(~valid, 0.0)
+        return torch.nn.functional.pad(logp, (0, width - T)) if width > T else logp
 
     # ---- persistence ---------------------------------------------------------------------------------------
 

@@ -1,0 +1,235 @@
+"""Decoders for the two RAG marginals (Lewis et al. 2020, section 2.5).
+
+* RAG-Token: beam search over the per-token mixture sum_z p(z|q) P(y_t|q,z,y_<t). ``beam_search`` is a plain
+  beam search over any step function; ``MixtureStep`` is the step function that runs the k passage contexts of
+  every beam as rows of one batch, with a KV cache, and mixes their next-token distributions.
+* RAG-Sequence: beam search under each passage separately, union of the hypotheses, each rescored by the
+  marginal sum_z p(z|q) P(y|q,z); "thorough" scores every hypothesis under every passage, "fast" takes
+  P(y|q,z) ~ 0 for a hypothesis that beam search under z did not produce.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Sequence
+
+import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ragtune.generation.generator import Generator
+
+NEG_INF = float("-inf")
+
+# step(tokens, origin) -> (rows, V) log-probs of the next token, rows = batch * num_beams (row b*N + n).
+# At the first call both are None; later, row r continues row origin[r] of the previous call with token tokens[r].
+StepFn = Callable[[torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+@dataclass
+class Hypothesis:
+    tokens: list[int]  # generated ids, the final eos included when the hypothesis finished
+    logprob: float  # sum of the step log-probs
+    score: float  # the ranking key: logprob / len(tokens) ** length_penalty
+
+
+def beam_search(
+    step: StepFn,
+    batch_size: int,
+    *,
+    num_beams: int,
+    max_new_tokens: int,
+    eos_token_ids: Sequence[int],
+    length_penalty: float = 1.0,
+    num_return: int = 1,
+) -> list[list[Hypothesis]]:
+    """Beam search over ``step``; per batch row, the ``num_return`` best hypotheses, best first.
+
+    As in transformers: 2N candidates per step so that N beams stay alive after some end in eos; a finished
+    hypothesis is kept only when it ranks among the top N; a row stops once N hypotheses finished and no live
+    beam can still beat the worst of them. Greedy decoding is ``num_beams=1``.
+    """
+    B, N = batch_size, num_beams
+    eos = set(int(e) for e in eos_token_ids)
+
+    def norm(logprob: float, length: int) -> float:
+        return logprob / (max(length, 1) ** length_penalty)
+
+    # The N start beams are identical; only the first may expand, or the top-N would hold N copies of one path.
+    scores = torch.full((B, N), NEG_INF)
+    scores[:, 0] = 0.0
+    seqs: list[list[list[int]]] = [[[] for _ in range(N)] for _ in range(B)]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    done = [False] * B
+    tokens: torch.Tensor | None = None
+    origin: torch.Tensor | None = None
+    for t in range(max_new_tokens):
+        logp = step(tokens, origin).float().cpu()
+        V = logp.shape[-1]
+        cand = (scores[..., None] + logp.view(B, N, V)).view(B, N * V)
+        top_s, top_i = cand.topk(min(2 * N, N * V), dim=-1)
+        new_scores = torch.full((B, N), NEG_INF)
+        new_tokens = torch.full((B * N,), next(iter(eos)), dtype=torch.long)
+        new_origin = torch.arange(B * N)
+        new_seqs: list[list[list[int]]] = [[[] for _ in range(N)] for _ in range(B)]
+        for b in range(B):
+            if done[b]:
+                continue
+            kept = 0
+            for rank, (s, i) in enumerate(zip(top_s[b].tolist(), top_i[b].tolist())):
+                if s == NEG_INF:
+                    break
+                n, v = divmod(i, V)
+                seq = seqs[b][n] + [v]
+                if v in eos:
+                    if rank < N:
+                        finished[b].append(Hypothesis(seq, s, norm(s, len(seq))))
+                    continue
+                new_scores[b, kept] = s
+                new_tokens[b * N + kept] = v
+                new_origin[b * N + kept] = b * N + n
+                new_seqs[b][kept] = seq
+                kept += 1
+                if kept == N:
+                    break
+            best_alive = new_scores[b].max().item()
+            if len(finished[b]) >= N:
+                worst = sorted(h.score for h in finished[b])[-N]
+                # logprobs only fall as a beam grows, so with no length penalty this bound is exact
+                if best_alive == NEG_INF or norm(best_alive, t + 1) <= worst:
+                    done[b] = True
+            elif best_alive == NEG_INF:
+                done[b] = True
+        scores, seqs, tokens, origin = new_scores, new_seqs, new_tokens, new_origin
+        if all(done):
+            break
+    out = []
+    for b in range(B):
+        hyps = list(finished[b])
+        if not done[b]:  # ran out of length: the live beams count as answers too
+            hyps += [Hypothesis(seqs[b][n], s, norm(s, len(seqs[b][n]))) for n, s in enumerate(scores[b].tolist()) if s > NEG_INF]
+        hyps.sort(key=lambda h: h.score, reverse=True)
+        out.append(hyps[:num_return])
+    return out
+
+
+class MixtureStep:
+    """RAG-Token's step function: every beam's K passage contexts are rows of one batch with one KV cache.
+
+    Rows are ordered (question b, beam n, passage z). The prompts are encoded once (prefill) for all N beams;
+    each step feeds one token per row, reorders the cache when beams are re-ranked, and returns
+    logsumexp_z [ log p(z|q) + log P(y_t | q, z, y_<t) ] per beam.
+    """
+
+    def __init__(self, generator: "Generator", prompts: Sequence[Sequence[str]], doc_logp: torch.Tensor, num_beams: int):
+        self.g = generator
+        self.B, self.K = doc_logp.shape
+        self.N = num_beams
+        self.doc_logp = doc_logp.detach().float().to(generator.device)
+        # (b, n, z) row order: the same K prompts repeated for each of the N beams of question b
+        self.prompts = [p for b in range(self.B) for _ in range(self.N) for p in prompts[b]]
+        self.cache = None
+
+    def _rows(self, origin: torch.Tensor) -> torch.Tensor:
+        return (origin[:, None] * self.K + torch.arange(self.K)[None]).reshape(-1).to(self.g.device)
+
+    @torch.inference_mode()
+    def __call__(self, tokens: torch.Tensor | None, origin: torch.Tensor | None) -> torch.Tensor:
+        g, model, dev = self.g, self.g.model, self.g.device
+        if tokens is None:
+            enc = g._batch(self.prompts)
+            self.att = enc["attention_mask"]
+            if g.is_seq2seq:
+                self.enc_out = model.get_encoder()(input_ids=enc["input_ids"], attention_mask=self.att)
+                start = model.config.decoder_start_token_id
+                start = g.pad_token_id if start is None else start
+                dec = torch.full((len(self.prompts), 1), start, dtype=torch.long, device=dev)
+                out = model(encoder_outputs=self.enc_out, attention_mask=self.att, decoder_input_ids=dec, use_cache=True)
+            else:
+                pos = (self.att.cumsum(-1) - 1).clamp(min=0)
+                self.next_pos = pos[:, -1:] + 1
+                kw = {"logits_to_keep": 1} if g._keeps_logits else {}
+                out = model(input_ids=enc["input_ids"], attention_mask=self.att, position_ids=pos, use_cache=True, **kw)
+        else:
+            rows = self._rows(origin)
+            self.cache.reorder_cache(rows)
+            self.att = self.att[rows]
+            step_ids = tokens.to(dev).repeat_interleave(self.K)[:, None]
+            if g.is_seq2seq:
+                self.enc_out.last_hidden_state = self.enc_out.last_hidden_state[rows]
+                out = model(encoder_outputs=self.enc_out, attention_mask=self.att, decoder_input_ids=step_ids,
+                            use_cache=True, **{g.cache_kwarg: self.cache})
+            else:
+                self.next_pos = self.next_pos[rows]
+                self.att = torch.cat([self.att, self.att.new_ones(self.att.shape[0], 1)], 1)
+                out = model(input_ids=step_ids, attention_mask=self.att, position_ids=self.next_pos,
+                            use_cache=True, **{g.cache_kwarg: self.cache})
+                self.next_pos = self.next_pos + 1
+        self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        logp = out.logits[:, -1].float().log_softmax(-1).view(self.B, self.N, self.K, -1)
+        mix = torch.logsumexp(self.doc_logp[:, None, :, None] + logp, dim=2)
+        return mix.reshape(self.B * self.N, -1)
+
+
+def rag_token_decode(
+    generator: "Generator",
+    prompts: Sequence[Sequence[str]],
+    doc_logp: torch.Tensor,
+    *,
+    num_beams: int = 1,
+    max_new_tokens: int = 64,
+    length_penalty: float = 1.0,
+) -> list[Hypothesis]:
+    """The best RAG-Token hypothesis per question; ``prompts[b]`` holds the K single-passage prompts of question b."""
+    step = MixtureStep(generator, prompts, doc_logp, num_beams)
+    best = beam_search(step, doc_logp.shape[0], num_beams=num_beams, max_new_tokens=max_new_tokens,
+                       eos_token_ids=generator.eos_token_ids, length_penalty=length_penalty)
+    return [h[0] if h else Hypothesis([], NEG_INF, NEG_INF) for h in best]
+
+
+@dataclass
+class SequenceChoice:
+    text: str
+    logprob: float  # log sum_z p(z|q) P(y|q,z) of the chosen hypothesis (thorough) or its fast approximation
+    seq_logp: torch.Tensor | None  # (K,) log P(y|q,z) of the chosen text under every passage; None in fast mode
+
+
+def rag_sequence_decode(
+    generator: "Generator",
+    prompts: Sequence[Sequence[str]],
+    doc_logp: torch.Tensor,
+    *,
+    thorough: bool = True,
+    num_candidates: int = 1,
+    score_batch_size: int = 16,
+    **overrides,
+) -> list[SequenceChoice]:
+    """Beam search (or greedy, ``num_candidates=1``) under each passage, then pick the hypothesis with the highest
+    marginal. ``prompts[b][z]`` is the prompt of question b with passage z alone."""
+    B, K = doc_logp.shape
+    doc_logp = doc_logp.detach().float().cpu()
+    flat = [p for row in prompts for p in row]
+    gens = generator.generate(flat, num_return_sequences=num_candidates, **overrides)
+    out = []
+    for b in range(B):
+        # hypothesis text -> (K,) log P(text | q, z) from the beams that produced it (fast mode's approximation)
+        hyps: dict[str, torch.Tensor] = {}
+        for z in range(K):
+            if doc_logp[b, z] == NEG_INF:
+                continue
+            for g in gens[(b * K + z) * num_candidates:(b * K + z + 1) * num_candidates]:
+                row = hyps.setdefault(g.text, torch.full((K,), NEG_INF))
+                row[z] = max(row[z].item(), g.logprob)
+        texts = list(hyps)
+        if not texts:
+            out.append(SequenceChoice("", NEG_INF, None))
+            continue
+        if thorough:
+            with torch.inference_mode():
+                lp, mask = generator.token_logprobs([prompts[b][z] for _ in texts for z in range(K)],
+                                                    [t for t in texts for _ in range(K)], batch_size=score_batch_size)
+            seq = (lp * mask).sum(-1).float().cpu().view(len(texts), K)
+        else:
+            seq = torch.stack([hyps[t] for t in texts])
+        marg = torch.logsumexp(doc_logp[b][None] + seq, dim=-1)
+        i = int(marg.argmax())
+        out.append(SequenceChoice(texts[i], float(marg[i]), seq[i] if thorough else None))
+    return out

@@ -1,0 +1,38 @@
+"""What every RAG answer returns: the answer, its log-probability and the passages it drew on."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Citation:
+    """A retrieved passage with p(z|q) (``prior``, from retrieval scores) and p(z|q,y) (``posterior``, how much the
+    answer y relies on it: p(z|q) P(y|q,z) normalised over the top-k)."""
+
+    id: int
+    doc_id: str
+    title: str
+    text: str
+    prior: float
+    posterior: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RagOutput:
+    question: str
+    answer: str
+    logprob: float  # log P(answer | question) under ``mode``
+    mode: str
+    citations: list[Citation] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"question": self.question, "answer": self.answer, "logprob": self.logprob, "mode": self.mode,
+                "citations": [c.to_dict() for c in self.citations]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RagOutput":
+        return cls(d["question"], d["answer"], d["logprob"], d["mode"], [Citation(**c) for c in d.get("citations", [])])
