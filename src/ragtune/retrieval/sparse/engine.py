@@ -32,9 +32,15 @@ from ragtune.retrieval.sparse.scoring import BM25Weighting, TfidfWeighting
 from ragtune.retrieval.sparse.segment import TF_MAX, Segment, count_terms
 from ragtune.text.analyzer import Analyzer
 
+try:  # the numeric half of scipy's sparse product; see _sparse_product
+    from scipy.sparse._sparsetools import csr_matmat as _csr_matmat
+except ImportError:  # pragma: no cover
+    _csr_matmat = None
+
 FORMAT_VERSION = 1
-_ENCODE_BATCH = 20_000  # documents analysed at a time: bounds the raw-token lists held in memory
+_ENCODE_BATCH = 1024  # documents analysed at a time: their raw token strings (~50 bytes each) are the peak memory
 _RESULT_BUDGET = 1 << 22
+_VECTOR_TOPK_MAX_DOCS = 1 << 16
 _GATHER_MAX_QUERIES = 4  # up to this many queries per chunk, the numpy gather path (low fixed cost)  # query rows x segment documents per product chunk (bounds the product's memory)
 
 
@@ -69,6 +75,86 @@ def _topk_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int, i
             part = np.argpartition(s, m - k)[m - k:]
             s, d = s[part], d[part]
         rid = ids[d]
+        order = np.lexsort((rid, -s))
+        out_ids[i, : len(order)] = rid[order]
+        out_scores[i, : len(order)] = s[order]
+
+
+def _sparse_product(indptr: np.ndarray, terms: np.ndarray, w: np.ndarray, m: sp.csr_matrix,
+                    seg_indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR pieces of (queries x terms) @ m. scipy's ``@`` first runs a whole symbolic pass over the postings just to
+    size its output; the number of postings touched is a cheap upper bound we already know, so call the numeric
+    kernel directly. Falls back to ``@`` if scipy's internals move."""
+    n = len(indptr) - 1
+    t = np.minimum(terms, len(seg_indptr) - 2)
+    bound = int(np.where(terms < len(seg_indptr) - 1, seg_indptr[t + 1] - seg_indptr[t], 0).sum())
+    bound = max(1, min(bound, n * m.shape[1]))
+    if _csr_matmat is not None and m.indices.dtype == np.int32 and m.indptr.dtype == np.int32 and bound < 2**31 - 1:
+        c_indptr = np.empty(n + 1, dtype=np.int32)
+        c_indices = np.empty(bound, dtype=np.int32)
+        c_data = np.empty(bound, dtype=np.float32)
+        _csr_matmat(n, m.shape[1], indptr.astype(np.int32), terms.astype(np.int32), w.astype(np.float32, copy=False),
+                    m.indptr, m.indices, m.data, c_indptr, c_indices, c_data)
+        return c_indptr, c_indices, c_data
+    r = sp.csr_matrix((w, terms, indptr), shape=(n, m.shape[0])) @ m
+    return r.indptr, r.indices, r.data
+
+
+def dense_scores(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment) -> np.ndarray | None:
+    """(n x D_s) float64 scores of a chunk of queries (CSR pieces) against one segment, None if nothing matched.
+
+    The postings of every (query, term) pair are gathered with one multi-range index, scaled by the query
+    weights, and summed per (query, doc) by one ``bincount``.
+    """
+    indptr, terms, qw = q
+    n = len(indptr) - 1
+    qrows = np.repeat(np.arange(n), np.diff(indptr))
+    inside = terms < seg.n_terms
+    qrows, terms, qw = qrows[inside], terms[inside], qw[inside]
+    starts, stops = seg.indptr[terms], seg.indptr[terms + 1]
+    lens = stops - starts
+    total = int(lens.sum())
+    if total == 0:
+        return None
+    # positions starts[j] .. stops[j]-1 for every pair j, as one index array
+    pos = np.arange(total, dtype=np.int64)
+    pos += np.repeat(starts - (np.cumsum(lens) - lens), lens)
+    d = seg.docs[pos].astype(np.int64)
+    w = seg.weights[pos]
+    if n > 1:
+        d += np.repeat(qrows.astype(np.int64) * seg.n_docs, lens)
+    w = w * np.repeat(qw, lens)
+    return np.bincount(d, w, minlength=n * seg.n_docs).reshape(n, seg.n_docs)
+
+
+def topk_dense(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    """Row-wise top-k of a dense score block in one vectorised argpartition; zero scores are no match."""
+    n, d = scores.shape
+    kk = min(k, d)
+    part = np.argpartition(scores, d - kk, axis=1)[:, d - kk:] if kk < d else np.broadcast_to(np.arange(d), (n, d))
+    s = np.take_along_axis(scores, part, axis=1)
+    rid = ids[part]
+    order = np.lexsort((rid, -s), axis=1)
+    s = np.take_along_axis(s, order, axis=1)
+    rid = np.take_along_axis(rid, order, axis=1)
+    matched = s > 0
+    out_ids[:, :kk] = np.where(matched, rid, EMPTY_ID)
+    out_scores[:, :kk] = np.where(matched, s, -np.inf)
+
+
+def topk_sparse_rows(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    """Row-wise top-k selecting among matched documents only: O(matched) selection, for big segments."""
+    for i in range(scores.shape[0]):
+        row = scores[i]
+        hit = np.flatnonzero(row > 0)
+        m = len(hit)
+        if m == 0:
+            continue
+        s = row[hit]
+        if m > k:
+            part = np.argpartition(s, m - k)[m - k:]
+            s, hit = s[part], hit[part]
+        rid = ids[hit]
         order = np.lexsort((rid, -s))
         out_ids[i, : len(order)] = rid[order]
         out_scores[i, : len(order)] = s[order]
@@ -271,55 +357,27 @@ class SparseRetriever:
     @staticmethod
     def _search_segment_product(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment, n_terms: int, k: int,
                                 out_ids: np.ndarray, out_scores: np.ndarray) -> None:
-        """Many queries: scipy's sparse x sparse product (touches only query terms' postings, O(matched) output)."""
+        """Many queries: a sparse x sparse product, which touches only the query terms' postings and outputs only
+        matched documents (measured 2x faster than dense accumulation on SciFact, also with vectorised top-k)."""
         indptr, terms, w = q
-        qm = sp.csr_matrix((w, terms, indptr), shape=(len(indptr) - 1, n_terms))
-        scores = qm @ seg.matrix(n_terms)
+        c_indptr, c_docs, c_scores = _sparse_product(indptr, terms, w, seg.matrix(n_terms), seg.indptr)
         alive = None if seg.n_live == seg.n_docs else seg.alive
-        _topk_rows(scores.indptr, scores.indices, scores.data, k, seg.ids, alive, out_ids, out_scores)
+        _topk_rows(c_indptr, c_docs, c_scores, k, seg.ids, alive, out_ids, out_scores)
 
     @staticmethod
     def _search_segment_gather(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment, n_terms: int, k: int,
                                out_ids: np.ndarray, out_scores: np.ndarray) -> None:
-        """Score a chunk of queries against one segment and keep each row's top k.
-
-        Plain numpy beats scipy's sparse product here: the postings of all (query, term) pairs are gathered with one
-        multi-range index, scaled by the query weights and summed per (query, doc) by one ``bincount``; a handful of
-        C calls per chunk instead of scipy's per-call object overhead, which dominated single-query latency.
-        """
-        indptr, terms, qw = q
-        n = len(indptr) - 1
-        qrows = np.repeat(np.arange(n), np.diff(indptr))
-        inside = terms < seg.n_terms
-        qrows, terms, qw = qrows[inside], terms[inside], qw[inside]
-        starts, stops = seg.indptr[terms], seg.indptr[terms + 1]
-        lens = stops - starts
-        total = int(lens.sum())
-        if total == 0:
+        """Dense accumulation: a handful of C calls per chunk instead of scipy's per-call object overhead (which
+        dominated single-query latency) and its two passes over the postings."""
+        scores = dense_scores(q, seg)
+        if scores is None:
             return
-        # Multi-range gather: positions starts[j] .. stops[j]-1 for every pair j, as one index array.
-        offsets = np.cumsum(lens) - lens
-        pos = np.arange(total, dtype=np.int64) + np.repeat(starts - offsets, lens)
-        d = seg.docs[pos].astype(np.int64)
-        w = seg.weights[pos] * np.repeat(qw, lens)
-        d += np.repeat(qrows.astype(np.int64) * seg.n_docs, lens)
-        scores = np.bincount(d, w, minlength=n * seg.n_docs).reshape(n, seg.n_docs)
         if seg.n_live < seg.n_docs:
             scores[:, ~seg.alive] = 0.0  # tombstones: never returned
-        for i in range(n):  # top-k over matched documents only (O(matched), not O(D) selection)
-            row = scores[i]
-            hit = np.flatnonzero(row > 0)
-            m = len(hit)
-            if m == 0:
-                continue
-            s = row[hit]
-            if m > k:
-                part = np.argpartition(s, m - k)[m - k:]
-                s, hit = s[part], hit[part]
-            rid = seg.ids[hit]
-            order = np.lexsort((rid, -s))
-            out_ids[i, : len(order)] = rid[order]
-            out_scores[i, : len(order)] = s[order]
+        if seg.n_docs <= _VECTOR_TOPK_MAX_DOCS or scores.shape[0] > 1:
+            topk_dense(scores, k, seg.ids, out_ids, out_scores)
+        else:
+            topk_sparse_rows(scores, k, seg.ids, out_ids, out_scores)
 
     # -- persistence ------------------------------------------------------------------------------------------
     def _params(self) -> dict[str, Any]:
