@@ -59,6 +59,20 @@ class _TermIds(dict):
         return tid
 
 
+class _QueryIds(dict):
+    """raw query token -> term id, -1 if dropped or not in the vocabulary; never grows the vocabulary. Cleared
+    whenever the vocabulary changes, so a term added later is found."""
+
+    def __init__(self, owner: "SparseRetriever"):
+        super().__init__()
+        self._owner = owner
+
+    def __missing__(self, raw: str) -> int:
+        term = self._owner.analyzer.term(raw)
+        tid = self[raw] = self._owner.vocab.get(term, -1) if term else -1
+        return tid
+
+
 def _topk_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int, ids: np.ndarray,
                alive: np.ndarray | None, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
     """Top-k of each row of a CSR score matrix into ``out_*`` (best first, ties by smaller id); dead columns skipped."""
@@ -168,7 +182,8 @@ class SparseRetriever:
     def __init__(self, weighting: BM25Weighting | TfidfWeighting, analyzer: Analyzer, *, n_threads: int | None = None):
         self.weighting = weighting
         self.analyzer = analyzer
-        self.n_threads = n_threads or 1  # numpy's gather/bincount hold the GIL: threads measured slower
+        # scipy's sparse product releases the GIL: two threads measured 2x on the product alone
+        self.n_threads = n_threads or min(2, os.cpu_count() or 1)
         self.terms: list[str] = []
         self.vocab: dict[str, int] = {}
         self.df = np.zeros(0, dtype=np.int64)  # live documents containing each term
@@ -176,6 +191,7 @@ class SparseRetriever:
         self.total_length = 0  # sum of analysed lengths of live documents (for avgdl)
         self.segments: list[Segment] = []
         self._raw_ids = _TermIds(self)
+        self._query_ids = _QueryIds(self)
 
     # -- vocabulary -------------------------------------------------------------------------------------------
     def _term_id(self, term: str) -> int:
@@ -183,6 +199,8 @@ class SparseRetriever:
         if tid is None:
             tid = self.vocab[term] = len(self.terms)
             self.terms.append(term)
+            if self._query_ids:
+                self._query_ids.clear()
         return tid
 
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -274,6 +292,8 @@ class SparseRetriever:
         self.vocab = {t: i for i, t in enumerate(self.terms)}
         self.df = self.df[used]
         self._raw_ids = _TermIds(self)
+        self._query_ids = _QueryIds(self)
+        self._query_ids = _QueryIds(self)
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
         self.segments = []
@@ -286,17 +306,29 @@ class SparseRetriever:
         """Query-side weights as CSR pieces (indptr (n+1,), term ids, weights) and each query's constant
         (the bm25l/bm25+ tfc(0) part). Built with numpy only: scipy's constructors cost more than the work here."""
         n = len(queries)
-        get = self.vocab.get
-        term_lists = self.analyzer.batch(queries)
-        counts = np.fromiter(map(len, term_lists), dtype=np.int64, count=n)
-        flat = np.fromiter((get(t, -1) for t in chain.from_iterable(term_lists)), dtype=np.int64, count=int(counts.sum()))
-        rows = np.repeat(np.arange(n), counts)
-        keep = flat >= 0
-        keep[keep] = self.df[flat[keep]] > 0
-        # Repeated query terms count once per occurrence (as bm25s and rank_bm25 score them): sum them up.
-        key, qtf = np.unique(rows[keep] * max(len(self.terms), 1) + flat[keep], return_counts=True)
-        rows, terms = np.divmod(key, max(len(self.terms), 1))
-        w, const = self.weighting.query_weights(qtf.astype(np.float64), self.df[terms], rows, n, self.n_live)
+        df, width = self.df, max(len(self.terms), 1)
+        if n == 1:  # the latency path: a dict beats numpy's fixed costs on a dozen tokens
+            counts: dict[int, int] = {}
+            for tid in map(self._query_ids.__getitem__, self.analyzer.split(queries[0])):
+                if tid >= 0:
+                    counts[tid] = counts.get(tid, 0) + 1
+            terms = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            qtf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            live = df[terms] > 0
+            terms, qtf = terms[live], qtf[live]
+            rows = np.zeros(len(terms), dtype=np.int64)
+        else:
+            raw = list(map(self.analyzer.split, queries))
+            n_tok = np.fromiter(map(len, raw), dtype=np.int64, count=n)
+            flat = np.fromiter(map(self._query_ids.__getitem__, chain.from_iterable(raw)), dtype=np.int64, count=int(n_tok.sum()))
+            rows = np.repeat(np.arange(n), n_tok)
+            keep = flat >= 0
+            keep[keep] = df[flat[keep]] > 0
+            # A repeated query term counts once per occurrence (as bm25s and rank_bm25 score it): sum them up.
+            key, qtf_i = np.unique(rows[keep] * width + flat[keep], return_counts=True)
+            rows, terms = np.divmod(key, width)
+            qtf = qtf_i.astype(np.float64)
+        w, const = self.weighting.query_weights(qtf, df[terms], rows, n, self.n_live)
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         return indptr, terms, w, const
@@ -312,7 +344,7 @@ class SparseRetriever:
         n_docs = sum(seg.n_docs for seg in self.segments)
         step = max(1, min(n, _RESULT_BUDGET // max(n_docs, 1)))
         if n > step and self.n_threads > 1:
-            step = min(step, -(-n // self.n_threads))  # at least one chunk per thread
+            step = min(step, -(-n // (4 * self.n_threads)))  # several chunks per thread: one thread's top-k (GIL) overlaps another's product (no GIL)
         starts = range(0, n, step)
 
         def run(start: int) -> None:
@@ -416,6 +448,7 @@ class SparseRetriever:
             self.n_threads = runtime["n_threads"]
         self.terms = json.loads((path / "vocab.json").read_text(encoding="utf-8"))
         self.vocab = {t: i for i, t in enumerate(self.terms)}
+        self._query_ids.clear()
         self.df = np.load(path / "df.npy")
         self.n_live, self.total_length = meta["n_live"], meta["total_length"]
         self.segments = [Segment.load(path / f"segment-{i:04d}", mmap=mmap) for i in range(meta["segments"])]

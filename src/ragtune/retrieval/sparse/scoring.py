@@ -25,6 +25,7 @@ query side tf'(t,q) idf(t)^2 / |q|; the document norm |d| uses the idf of its se
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Callable
 
 import numpy as np
@@ -121,12 +122,16 @@ class BM25Weighting:
             raise ValueError(f"unknown BM25 variant {self.variant!r}; choose one of {sorted(BM25_VARIANTS)}")
 
     def params(self) -> dict:
-        return {"weighting": "bm25", **asdict(self)}
+        return {"weighting": "bm25", "variant": self.variant, "k1": self.k1, "b": self.b, "delta": self.delta}
+
+    @cached_property
+    def _floor(self) -> float:
+        tfc = BM25_VARIANTS[self.variant][1]
+        return float(tfc(np.zeros(1), np.ones(1), 1.0, self.k1, self.b, self.delta)[0])
 
     def floor(self) -> float:
         """tfc(0): what a document that lacks a term still gets from it (nonzero for bm25l and bm25+)."""
-        tfc = BM25_VARIANTS[self.variant][1]
-        return float(tfc(np.zeros(1), np.ones(1), 1.0, self.k1, self.b, self.delta)[0])
+        return self._floor
 
     def doc_weights(self, tf: np.ndarray, docs: np.ndarray, indptr: np.ndarray, lengths: np.ndarray,
                     df: np.ndarray, n_docs: int, avgdl: float) -> np.ndarray:
