@@ -80,12 +80,28 @@ def recall_hits(hits: Hits, examples: Sequence[QAExample], passages: list[list[A
     return out
 
 
+def linear_warmup_decay(warmup: int, total: int, delay: int = 0) -> Callable[[int], float]:
+    """LR multiplier: 0 for ``delay`` steps, then linear warm-up over ``warmup`` steps and linear decay to 0 at
+    ``total`` (transformers' ``get_linear_schedule_with_warmup``, shifted by ``delay``)."""
+
+    def f(step: int) -> float:
+        if step < delay:
+            return 0.0
+        s, span = step - delay, max(1, total - delay)
+        if s < warmup:
+            return s / max(1, warmup)
+        return max(0.0, (span - s) / max(1, span - warmup))
+
+    return f
+
+
 class Trainer:
     """Fine-tunes ``rag`` (a ``ragtune.rag.RAG`` over a dense retriever) on question-answer rows.
 
     ``rag`` needs ``retriever`` (a ``DenseRetriever``: ``encoder``, ``search(..., return_vectors=True)``),
     ``generator`` (``build_prompt``, ``token_logprobs``, ``generate``, ``model``) and ``store``.
     ``answer_fn(questions) -> answers`` decides how dev answers are produced; by default ``rag.ask_batch``.
+    ``retriever_delay`` holds the encoder's LR at 0 for the first steps (see ``linear_warmup_decay``).
     """
 
     def __init__(
@@ -103,6 +119,7 @@ class Trainer:
         answer_fn: Callable[[list[str]], list[str]] | None = None,
         progress: bool = True,
         dist_info: DistInfo | None = None,
+        retriever_delay: int = 0,
     ) -> None:
         self.rag, self.cfg = rag, config
         self.train_rows, self.dev_rows = list(train), list(dev or [])
@@ -113,6 +130,9 @@ class Trainer:
         self.recall_k = tuple(recall_k)
         self.answer_fn = answer_fn
         self.progress = progress
+        # The retriever's LR stays 0 for this many steps: while the generator still ignores its passages,
+        # P(y|q,z) carries no information about z and the retriever's gradient is noise that erodes its ranking.
+        self.retriever_delay = retriever_delay
         self.info = dist_info or init_distributed(config.device)
         if not self.train_rows:
             raise RagtuneError("no training examples")
@@ -170,17 +190,18 @@ class Trainer:
         self.generator.model = model
 
     def _optimizer(self, total_steps: int):
-        from transformers import get_linear_schedule_with_warmup
-
         cfg = self.cfg
-        groups = []
+        groups, lambdas = [], []
+        warmup = round(cfg.warmup_ratio * total_steps)
         if self.params_gen:
             groups.append({"params": self.params_gen, "lr": cfg.lr})
+            lambdas.append(linear_warmup_decay(warmup, total_steps))
         if self.params_enc:
             groups.append({"params": self.params_enc, "lr": cfg.encoder_lr})
+            d = min(self.retriever_delay, total_steps - 1)
+            lambdas.append(linear_warmup_decay(round(cfg.warmup_ratio * (total_steps - d)), total_steps, delay=d))
         opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        sched = get_linear_schedule_with_warmup(opt, round(cfg.warmup_ratio * total_steps), total_steps)
-        return opt, sched
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 
     # -- the schedule of examples --------------------------------------------------------------------------
 
@@ -328,15 +349,9 @@ class Trainer:
         return path
 
     def _save_generator(self, path: Path) -> None:
-        model = self.modules["generator"]
-        if self.cfg.lora and self.cfg.train_generator:
-            # Adapter weights plus the base model's name; the loader rebuilds base + adapter.
-            model.save_pretrained(path)
-            self.generator.tokenizer.save_pretrained(path)
-            base = getattr(self.generator, "model_name", None) or getattr(model.peft_config["default"], "base_model_name_or_path", None)
-            (path / "lora_base.json").write_text(json.dumps({"base_model": base}))
-        else:
-            self.generator.save(path)
+        # Generator.save writes full weights, or only the LoRA adapter (whose config names the base model)
+        # when the model is a PeftModel; Generator.load handles both.
+        self.generator.save(path)
 
     def _checkpoint_state(self, step: int, opt, sched, scaler, best, bad_evals) -> dict[str, Any]:
         return {
@@ -454,7 +469,4 @@ class Trainer:
             raise RagtuneError("this retriever cannot re-encode its index; keep the document encoder frozen")
         self.encoder.model.eval()
         with torch.no_grad():
-            try:
-                reencode(self.store)
-            except TypeError:
-                reencode()
+            reencode([p for batch in self.store.iter_passages() for p in batch])
