@@ -203,8 +203,8 @@ class SparseRetriever:
                 self._query_ids.clear()
         return tid
 
-    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Flat term ids and per-document lengths of analysed texts."""
+    def _encode(self, texts: Sequence[str]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Flat term ids (one array per batch of documents) and per-document lengths of analysed texts."""
         get, split = self._raw_ids.__getitem__, self.analyzer.split
         flats, lengths = [], []
         for start in range(0, len(texts), _ENCODE_BATCH):
@@ -220,8 +220,8 @@ class SparseRetriever:
                 flats.append(flat[keep])
                 lengths.append(np.bincount(doc_of, minlength=len(raw)))
         if not flats:
-            return np.zeros(0, np.int32), np.zeros(0, np.int64)
-        return np.concatenate(flats), np.concatenate(lengths)
+            return [np.zeros(0, np.int32)], np.zeros(0, np.int64)
+        return flats, np.concatenate(lengths)
 
     # -- IndexedRetriever -------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -240,8 +240,8 @@ class SparseRetriever:
         if len(np.unique(ids)) != len(ids):
             raise RagtuneError("the same passage id appears twice in one add(); ids must be unique")
         self.delete(ids)  # re-adding an id replaces the old copy
-        flat, lengths = self._encode([p.indexed_text for p in passages])
-        indptr, docs, tf = count_terms(flat, lengths, len(self.terms))
+        flats, lengths = self._encode([p.indexed_text for p in passages])
+        indptr, docs, tf = count_terms(flats, lengths, len(self.terms))
         self._grow_df()
         self.df += np.diff(indptr)
         self.n_live += len(ids)
@@ -256,7 +256,7 @@ class SparseRetriever:
                        lengths: np.ndarray) -> Segment:
         avgdl = self.total_length / max(self.n_live, 1) or 1.0
         weights = self.weighting.doc_weights(tf, docs, indptr, lengths, self.df, self.n_live, avgdl)
-        return Segment(indptr=indptr, docs=docs, weights=weights, tf=np.minimum(tf, TF_MAX).astype(np.uint16),
+        return Segment(indptr=indptr, docs=docs, weights=weights, tf=tf if tf.dtype == np.uint16 else np.minimum(tf, TF_MAX).astype(np.uint16),
                        ids=ids, lengths=lengths.astype(np.int32), alive=np.ones(len(ids), dtype=bool),
                        stats={"avgdl": avgdl, "n_docs": self.n_live})
 

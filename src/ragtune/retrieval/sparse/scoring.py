@@ -58,27 +58,44 @@ def idf_bm25plus(df: np.ndarray, n: float) -> np.ndarray:
 
 # -- BM25 tfc(tf, |d|) ----------------------------------------------------------------------------------------
 def _norm(dl: np.ndarray, avgdl: float, b: float) -> np.ndarray:
-    return 1 - b + b * dl / avgdl
+    """1 - b + b * dl / avgdl, as a fresh array built in place: these run over every posting of an index, so
+    each avoided temporary is one posting-sized array less at the peak."""
+    out = np.multiply(dl, b / avgdl)
+    out += 1 - b
+    return out
+
+
+def _saturate(tf: np.ndarray, dl: np.ndarray, avgdl: float, k1: float, b: float) -> np.ndarray:
+    """tf / (tf + k1 * norm(dl))."""
+    den = _norm(dl, avgdl, b)
+    den *= k1
+    den += tf
+    return np.divide(tf, den, out=den)
 
 
 def tfc_lucene(tf: np.ndarray, dl: np.ndarray, avgdl: float, k1: float, b: float, delta: float) -> np.ndarray:
-    return tf / (tf + k1 * _norm(dl, avgdl, b))
+    return _saturate(tf, dl, avgdl, k1, b)
 
 
 tfc_robertson = tfc_lucene
 
 
 def tfc_atire(tf: np.ndarray, dl: np.ndarray, avgdl: float, k1: float, b: float, delta: float) -> np.ndarray:
-    return (k1 + 1) * tf / (tf + k1 * _norm(dl, avgdl, b))
+    out = _saturate(tf, dl, avgdl, k1, b)
+    out *= k1 + 1
+    return out
 
 
 def tfc_bm25l(tf: np.ndarray, dl: np.ndarray, avgdl: float, k1: float, b: float, delta: float) -> np.ndarray:
-    c = tf / _norm(dl, avgdl, b)
-    return (k1 + 1) * (c + delta) / (k1 + c + delta)
+    c = np.divide(tf, _norm(dl, avgdl, b))
+    c += delta  # c + delta
+    return (k1 + 1) * c / (k1 + c)
 
 
 def tfc_bm25plus(tf: np.ndarray, dl: np.ndarray, avgdl: float, k1: float, b: float, delta: float) -> np.ndarray:
-    return (k1 + 1) * tf / (tf + k1 * _norm(dl, avgdl, b)) + delta
+    out = tfc_atire(tf, dl, avgdl, k1, b, delta)
+    out += delta
+    return out
 
 
 BM25_VARIANTS: dict[str, tuple[IdfFn, TfcFn]] = {
@@ -136,8 +153,11 @@ class BM25Weighting:
     def doc_weights(self, tf: np.ndarray, docs: np.ndarray, indptr: np.ndarray, lengths: np.ndarray,
                     df: np.ndarray, n_docs: int, avgdl: float) -> np.ndarray:
         tfc = BM25_VARIANTS[self.variant][1]
-        w = tfc(tf.astype(np.float32), lengths[docs].astype(np.float32), np.float32(avgdl), self.k1, self.b, self.delta)
-        return (w - np.float32(self.floor())).astype(np.float32, copy=False)
+        w = tfc(tf.astype(np.float32), lengths.astype(np.float32)[docs], np.float32(avgdl), np.float32(self.k1),
+                np.float32(self.b), np.float32(self.delta))
+        if self._floor:
+            w -= np.float32(self._floor)
+        return w.astype(np.float32, copy=False)
 
     def query_weights(self, qtf: np.ndarray, df: np.ndarray, rows: np.ndarray, n_queries: int,
                       n_docs: int) -> tuple[np.ndarray, np.ndarray]:

@@ -20,20 +20,26 @@ _ARRAYS = ("indptr", "docs", "weights", "tf", "ids", "lengths")
 TF_MAX = np.iinfo(np.uint16).max  # counts above this saturate tfc anyway; clipping keeps tf at 2 bytes a posting
 
 
-def count_terms(flat_terms: np.ndarray, lengths: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Term-major postings (indptr, docs, tf) of documents given as one flat array of term ids and their lengths.
+def count_terms(flat_terms: list[np.ndarray], lengths: np.ndarray, n_terms: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Term-major postings (indptr, docs, tf) of documents given as flat term-id arrays (emptied: the caller hands
+    them over so their memory is freed as soon as possible) and the documents' lengths.
 
-    The flat array already *is* a doc-major CSR with duplicates, so no sort is needed: scipy's csr->csc pass is a
-    stable counting sort (O(tokens)), which leaves each term's documents ascending with repeats adjacent, and
-    summing adjacent duplicates gives the term frequencies.
+    Concatenated, the flat ids already *are* a doc-major CSR with duplicates, so nothing needs sorting: scipy's
+    csr->csc pass is a stable counting sort (O(tokens)) that leaves each term's documents ascending with repeats
+    adjacent, and summing adjacent duplicates gives the term frequencies. Counts are uint16 when no document is
+    longer than 65,535 tokens (a count cannot then overflow), which halves the largest temporary array.
     """
     indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=indptr[1:])
-    ones = np.ones(len(flat_terms), dtype=np.float32)
-    doc_major = sp.csr_matrix((ones, flat_terms, indptr), shape=(len(lengths), n_terms))
+    flat = np.concatenate(flat_terms) if len(flat_terms) != 1 else flat_terms[0]
+    flat_terms.clear()
+    count_type = np.uint16 if (len(lengths) == 0 or lengths.max() <= TF_MAX) else np.float32
+    doc_major = sp.csr_matrix((np.ones(len(flat), dtype=count_type), flat, indptr), shape=(len(lengths), n_terms))
+    del flat
     term_major = doc_major.tocsc()
+    del doc_major
     term_major.sum_duplicates()
-    return term_major.indptr.astype(np.int64), term_major.indices.astype(np.int32), term_major.data
+    return term_major.indptr.astype(np.int64), term_major.indices.astype(np.int32, copy=False), term_major.data
 
 
 @dataclass
