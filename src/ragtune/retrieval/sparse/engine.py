@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
@@ -24,7 +23,6 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from ragtune.config import AnalyzerConfig
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.retrieval.base import EMPTY_ID, Hits
@@ -39,9 +37,9 @@ except ImportError:  # pragma: no cover
 
 FORMAT_VERSION = 1
 _ENCODE_BATCH = 1024  # documents analysed at a time: their raw token strings (~50 bytes each) are the peak memory
-_RESULT_BUDGET = 1 << 22
-_VECTOR_TOPK_MAX_DOCS = 1 << 16
-_GATHER_MAX_QUERIES = 4  # up to this many queries per chunk, the numpy gather path (low fixed cost)  # query rows x segment documents per product chunk (bounds the product's memory)
+_RESULT_BUDGET = 1 << 22  # query rows x segment documents per chunk: bounds a chunk's score memory
+_GATHER_MAX_QUERIES = 4  # up to this many queries per chunk, dense accumulation (lowest fixed cost)
+_VECTOR_TOPK_MAX_DOCS = 1 << 16  # below this, one vectorised argpartition over all documents beats selecting matches
 
 
 class _TermIds(dict):
@@ -256,8 +254,9 @@ class SparseRetriever:
                        lengths: np.ndarray) -> Segment:
         avgdl = self.total_length / max(self.n_live, 1) or 1.0
         weights = self.weighting.doc_weights(tf, docs, indptr, lengths, self.df, self.n_live, avgdl)
-        return Segment(indptr=indptr, docs=docs, weights=weights, tf=tf if tf.dtype == np.uint16 else np.minimum(tf, TF_MAX).astype(np.uint16),
-                       ids=ids, lengths=lengths.astype(np.int32), alive=np.ones(len(ids), dtype=bool),
+        if tf.dtype != np.uint16:
+            tf = np.minimum(tf, TF_MAX).astype(np.uint16)
+        return Segment(indptr=indptr, docs=docs, weights=weights, tf=tf, ids=ids, lengths=lengths.astype(np.int32), alive=np.ones(len(ids), dtype=bool),
                        stats={"avgdl": avgdl, "n_docs": self.n_live})
 
     def delete(self, ids: Iterable[int]) -> None:
@@ -292,7 +291,6 @@ class SparseRetriever:
         self.vocab = {t: i for i, t in enumerate(self.terms)}
         self.df = self.df[used]
         self._raw_ids = _TermIds(self)
-        self._query_ids = _QueryIds(self)
         self._query_ids = _QueryIds(self)
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
         all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
@@ -344,7 +342,8 @@ class SparseRetriever:
         n_docs = sum(seg.n_docs for seg in self.segments)
         step = max(1, min(n, _RESULT_BUDGET // max(n_docs, 1)))
         if n > step and self.n_threads > 1:
-            step = min(step, -(-n // (4 * self.n_threads)))  # several chunks per thread: one thread's top-k (GIL) overlaps another's product (no GIL)
+            # several chunks per thread, so one thread's top-k loop (holds the GIL) overlaps another's product
+            step = min(step, -(-n // (4 * self.n_threads)))
         starts = range(0, n, step)
 
         def run(start: int) -> None:
@@ -441,7 +440,7 @@ class SparseRetriever:
         if meta.get("format_version") != FORMAT_VERSION:
             raise RagtuneError(f"sparse index in {path} has format {meta.get('format_version')}, this ragtune "
                                f"reads {FORMAT_VERSION}; rebuild the index")
-        if meta.get("kind") != cls.kind and cls.kind != "sparse":
+        if meta.get("kind") != cls.kind:
             raise RagtuneError(f"{path} holds a {meta.get('kind')!r} index, not {cls.kind!r}")
         self = cls._from_meta(meta)
         if "n_threads" in runtime:
@@ -454,8 +453,3 @@ class SparseRetriever:
         self.segments = [Segment.load(path / f"segment-{i:04d}", mmap=mmap) for i in range(meta["segments"])]
         return self
 
-
-def clear_dir(path: Path) -> None:
-    """Remove a saved sparse index's files (for callers that re-save into the same directory)."""
-    for p in Path(path).iterdir():
-        shutil.rmtree(p) if p.is_dir() else p.unlink()
