@@ -1,0 +1,60 @@
+"""`ragtune train` end to end on a tiny fixture: index, JSONL rows with a bad line, --dev-fraction, --resume."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ragtune.cli import main
+from ragtune.training.data import write_examples
+from tests.training.conftest import small_world  # noqa: F401  (the session fixture)
+
+
+def _toml(path, world):
+    g = world["cfg"].generator
+    path.write_text(
+        "[generator]\n"
+        f"model = {json.dumps(g.model)}\nprompt_template = {json.dumps(g.prompt_template)}\nmax_new_tokens = 3\n"
+        "[rag]\nk = 3\ndoc_temperature = 0.05\nretriever = \"dense\"\n"
+        "[training]\nbatch_size = 4\neval_every = 2\nsave_every = 2\nlr = 0.001\n"
+    )
+    return path
+
+
+def test_train_cli_end_to_end(small_world, tmp_path, capsys):  # noqa: F811
+    from ragtune.rag.model import RAG
+
+    w = small_world
+    rows = tmp_path / "train.jsonl"
+    write_examples(w["train"], rows)
+    with open(rows, "a") as f:
+        f.write('{"question": "no answers"}\n')
+    cfg = _toml(tmp_path / "ragtune.toml", w)
+    out = tmp_path / "out"
+    argv = ["train", "--index", str(w["root"] / "index"), "--train", str(rows), "--out", str(out), "--dev-fraction", "0.2",
+            "--config", str(cfg), "--max-steps", "2", "--quiet"]
+    main(argv)
+    assert (out / "ragtune.json").exists() and (out / "checkpoint").is_dir()
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2]
+    assert any("eval" in m for m in metrics)
+    rag = RAG.from_pretrained(out)
+    assert rag.mode == "rag-sequence" and rag.k == 3
+    # resume continues from step 2 to a new --max-steps
+    main(argv[:-3] + ["--max-steps", "3", "--resume", "--quiet"])
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+
+
+def test_train_cli_strict_and_bad_freeze(small_world, tmp_path, capsys):  # noqa: F811
+    w = small_world
+    rows = tmp_path / "train.jsonl"
+    rows.write_text('{"question": "q", "answers": ["a"]}\n{"question": "q2"}\n')
+    base = ["train", "--index", str(w["root"] / "index"), "--train", str(rows), "--out", str(tmp_path / "o"),
+            "--config", str(_toml(tmp_path / "r.toml", w)), "--max-steps", "1", "--quiet"]
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--strict"])
+    assert e.value.code == 2 and "line 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(base + ["--freeze", "everything"])
+    assert e.value.code == 2 and "cannot freeze" in capsys.readouterr().err
