@@ -150,17 +150,28 @@ class Generator:
         tok.padding_side = "right" if self.is_seq2seq else "left"
         gen_eos = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
         eos = gen_eos if gen_eos is not None else tok.eos_token_id
-        self.eos_token_ids: list[int] = [eos] if isinstance(eos, int) else list(eos)
+        self._eos: list[int] = [eos] if isinstance(eos, int) else list(eos)
         if self._chat():  # the turn ends with the template's end-of-turn token; generation must stop on it too
             end = tok.eos_token_id
-            if end is not None and end not in self.eos_token_ids:
-                self.eos_token_ids.insert(0, end)
-        self.pad_token_id: int = tok.pad_token_id
+            if end is not None and end not in self._eos:
+                self._eos.insert(0, end)
+        self._pad: int = tok.pad_token_id
         base = self._model.get_base_model() if hasattr(self._model, "get_base_model") else self._model
         params = inspect.signature(type(base).forward).parameters
         self._keeps_logits = "logits_to_keep" in params
         # transformers 5.x renamed ``past_key_values`` to ``cache``; speak whichever this version's forward takes
         self.cache_kwarg = "cache" if "cache" in params else "past_key_values"
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """Tokens that end an answer; the first is the one appended to training targets."""
+        self.model  # noqa: B018 - loads on first use
+        return self._eos
+
+    @property
+    def pad_token_id(self) -> int:
+        self.model  # noqa: B018
+        return self._pad
 
     def _chat(self) -> bool:
         return (self.use_chat_template and not getattr(self.model.config, "is_encoder_decoder", False)

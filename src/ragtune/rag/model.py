@@ -305,7 +305,9 @@ class RAG:
 
         B, K = doc_logp.shape
         seq = torch.zeros(B, K)
-        todo = [b for b in range(B) if seq_logp[b] is None]
+        # with one usable passage the posterior is 1 on it whatever P(y|q,z) is: skip that forward pass
+        single_doc = torch.isfinite(doc_logp).sum(-1).cpu() <= 1
+        todo = [b for b in range(B) if seq_logp[b] is None and not single_doc[b]]
         if todo:
             with torch.inference_mode():
                 lp, mask = self.generator.token_logprobs([p for b in todo for p in single[b]], [answers[b] for b in todo for _ in range(K)],

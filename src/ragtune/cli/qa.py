@@ -1,0 +1,172 @@
+"""`ragtune ask`, `ragtune chat` and `ragtune eval qa`: faces over ``ragtune.rag.RAG``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.table import Table
+
+from ragtune.cli.app import app, eval_app
+from ragtune.cli.common import console, err_console, print_json, progress_bar
+
+MODE_HELP = "concat (all passages in one prompt), rag-sequence or rag-token."
+
+
+def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path] = None, mode: Optional[str] = None,
+             k: Optional[int] = None, retriever: Optional[str] = None, config: Optional[Path] = None,
+             device: str = "cpu") -> Any:
+    """The RAG a command runs; tests replace this to inject one."""
+    from ragtune.rag.model import RAG, check_mode
+
+    if mode is not None:
+        check_mode(mode)
+    if trained is not None:
+        return RAG.from_pretrained(trained, index_dir=index, device=device, mode=mode, k=k, retriever=retriever)
+    cfg = None
+    if config is not None:
+        from ragtune.config import Config
+
+        cfg = Config.load(config)
+    return RAG.from_index(index, retriever=retriever, model=model, mode=mode, k=k, config=cfg, device=device)
+
+
+def _decoding(decoding: Optional[str], max_new_tokens: Optional[int]) -> dict[str, Any]:
+    return {k: v for k, v in (("decoding", decoding), ("max_new_tokens", max_new_tokens)) if v is not None}
+
+
+def citations_table(out: Any) -> Table:
+    table = Table(show_lines=False, title="sources")
+    for col, kw in (("#", {"justify": "right"}), ("prior", {"justify": "right"}), ("posterior", {"justify": "right"}),
+                    ("title", {}), ("text", {"overflow": "fold"})):
+        table.add_column(col, **kw)
+    for i, c in enumerate(out.citations, 1):
+        text = c.text.replace("\n", " ")
+        table.add_row(f"[{i}]", f"{c.prior:.3f}", f"{c.posterior:.3f}", (c.title or c.doc_id)[:40], text[:160] + ("…" if len(text) > 160 else ""))
+    return table
+
+
+def answer_json(out: Any) -> dict[str, Any]:
+    return {"answer": out.answer, "logprob": out.logprob, "mode": out.mode,
+            "citations": [{"id": c.id, "title": c.title, "text": c.text, "prior": c.prior, "posterior": c.posterior} for c in out.citations]}
+
+
+def _stream(rag: Any, question: str, history: list[tuple[str, str]], opts: dict[str, Any]) -> Any:
+    stream = rag.stream(question, history, **opts)
+    for chunk in stream:
+        sys.stdout.write(chunk)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return stream.output
+
+
+@app.command("ask")
+def ask_cmd(
+    question: str = typer.Argument(..., help="The question."),
+    index: Path = typer.Option(..., "--index", "-i", help="An index directory built by `ragtune index`."),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help=MODE_HELP),
+    k: Optional[int] = typer.Option(None, "-k", min=1, help="Passages to retrieve (default 5)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Generator: packaged name, local path or hub id."),
+    trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output directory (generator + query encoder)."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, dense or hybrid (default bm25)."),
+    decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),
+    device: str = typer.Option("cpu", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print {answer, logprob, mode, citations: [{id, title, text, prior, posterior}]}."),
+) -> None:
+    """Answer a question from an index, streaming the answer, then list the cited passages."""
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+                   config=config, device=device)
+    opts = _decoding(decoding, max_new_tokens)
+    if as_json:
+        print_json(answer_json(rag.ask(question, **opts)))
+        return
+    out = _stream(rag, question, [], opts)
+    if out is not None and out.citations:
+        console.print(citations_table(out))
+
+
+@app.command("chat")
+def chat_cmd(
+    index: Path = typer.Option(..., "--index", "-i"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help=MODE_HELP),
+    k: Optional[int] = typer.Option(None, "-k", min=1),
+    model: Optional[str] = typer.Option(None, "--model"),
+    trained: Optional[Path] = typer.Option(None, "--trained"),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    sources: bool = typer.Option(False, "--sources", help="List the cited passages after each answer."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """A multi-turn conversation over an index: one question a line on stdin; "exit" or end of input ends it."""
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+                   config=config, device=device)
+    opts = _decoding(None, max_new_tokens)
+    history: list[tuple[str, str]] = []
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            err_console.print("[bold]you>[/bold] ", end="")
+        line = sys.stdin.readline()
+        if not line:
+            break
+        message = line.strip()
+        if not message:
+            continue
+        if message.lower() in ("exit", "quit"):
+            break
+        out = _stream(rag, message, history, opts)
+        if out is None:
+            continue
+        history.append((message, out.answer))
+        if sources and out.citations:
+            console.print(citations_table(out))
+
+
+@eval_app.command("qa")
+def eval_qa_cmd(
+    dataset: Path = typer.Option(..., "--dataset", "-d", help="SQuAD-style JSON, or JSONL rows {question, answers}."),
+    index: Path = typer.Option(..., "--index", "-i"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help=MODE_HELP),
+    k: Optional[int] = typer.Option(None, "-k", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate only the first N questions."),
+    model: Optional[str] = typer.Option(None, "--model"),
+    trained: Optional[Path] = typer.Option(None, "--trained"),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    batch_size: int = typer.Option(1, "--batch-size", min=1),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write every prediction as JSONL here."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c"),
+    device: str = typer.Option("cpu", "--device"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (em, f1, n, ...)."),
+) -> None:
+    """Exact match and F1 (SQuAD-normalised), gold-passage hit rate and seconds per question."""
+    import json
+
+    from ragtune.evaluation.qa import evaluate_qa, load_qa_dataset
+
+    examples = load_qa_dataset(dataset)[:limit]
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+                   config=config, device=device)
+    with progress_bar(as_json) as progress:
+        report = evaluate_qa(rag, examples, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t),
+                             **_decoding(None, max_new_tokens))
+    if predictions is not None:
+        predictions.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in report.predictions), encoding="utf-8")
+    if as_json:
+        print_json(report.to_dict())
+        return
+    table = Table(title=f"{dataset.name}: {report.n} questions, {report.mode}, k={report.k}")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("EM", f"{report.em:.4f}"), ("F1", f"{report.f1:.4f}"),
+            ("gold passage hit rate", "n/a" if report.hit_rate is None else f"{report.hit_rate:.4f}"),
+            ("answer in retrieved passages", f"{report.answer_recall:.4f}"),
+            ("seconds / question", f"{report.seconds_per_question:.3f}"),
+            ("  retrieval", f"{report.retrieval_seconds_per_question:.4f}"), ("  generation", f"{report.generation_seconds_per_question:.3f}")]
+    for r in rows:
+        table.add_row(*r)
+    console.print(table)
