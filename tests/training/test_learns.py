@@ -95,7 +95,7 @@ def _top1_answers(rag):
 
 
 def _config(**kw):
-    base = dict(mode="rag-sequence", max_steps=150, batch_size=16, lr=1e-3, encoder_lr=3e-4, warmup_ratio=0.05,
+    base = dict(mode="rag-sequence", max_steps=250, batch_size=16, lr=1e-3, encoder_lr=3e-4, warmup_ratio=0.05,
                 eval_every=1000, save_every=1000, seed=0)
     return TrainingConfig(**{**base, **kw})
 
