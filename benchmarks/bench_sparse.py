@@ -166,8 +166,14 @@ def main() -> None:
     ap.add_argument("--reps", default="5", help="repetitions per size, comma-separated (one value = all sizes)")
     ap.add_argument("--systems", default="ragtune,bm25s,rank_bm25")
     ap.add_argument("--out", default=str(ROOT / "results" / "sparse.json"))
+    ap.add_argument("--markdown", action="store_true", help="print the table of an existing --out file and exit")
+    ap.add_argument("--append", action="store_true", help="add these runs to the runs already in --out")
+    ap.add_argument("--import-log", help="add runs from a log of an earlier invocation (index, memory, q/s lines)")
     ap.add_argument("--worker", nargs=2, metavar=("SYSTEM", "SIZE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.out).read_text())))
+        return
     if args.worker:
         size = int(args.worker[1])
         print(json.dumps(worker(args.worker[0], size, 3 if size <= 5183 else 1, 200 if size <= 100_000 else 50)))
@@ -178,6 +184,12 @@ def main() -> None:
     reps = reps * len(sizes) if len(reps) == 1 else reps
     systems = args.systems.split(",")
     runs: dict[int, list[dict]] = {}
+    out = Path(args.out)
+    if args.append and out.exists():
+        runs = {int(k): v for k, v in json.loads(out.read_text()).get("runs", {}).items()}
+    if args.import_log:
+        for r in parse_log(Path(args.import_log)):
+            runs.setdefault(r["size"], []).append(r)
     for size, n_rep in zip(sizes, reps):
         for rep in range(n_rep):
             for system in systems:  # interleaved: each repetition runs every system once
@@ -189,9 +201,10 @@ def main() -> None:
                     sys.exit(proc.stderr)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 runs.setdefault(size, []).append(r)
+                report(runs, out, quiet=True)  # after every run, so an interruption loses nothing
                 print(f"size {size} rep {rep} {system}: index {r['index_s']:.2f}s peak {r['peak_mb']:.0f}MB " +
                       " ".join(f"{k}={v['qps']:.0f}q/s" for k, v in r.items() if isinstance(v, dict)), flush=True)
-    report(runs, Path(args.out))
+    report(runs, out)
 
 
 def _median(rs: list[dict], *path: str) -> float | None:
@@ -205,15 +218,56 @@ def _median(rs: list[dict], *path: str) -> float | None:
     return statistics.median(vals) if vals else None
 
 
-def report(runs: dict[int, list[dict]], out: Path) -> None:
-    result: dict = {"sizes": {}, "command": "python benchmarks/bench_sparse.py " + " ".join(sys.argv[1:]),
+def markdown(result: dict) -> str:
+    """The RESULTS.md table: one row per (size, system)."""
+    lines = ["| docs | system | nDCG@10 | R@100 | index s | peak MB | batch q/s | latency ms |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for size, e in result["sizes"].items():
+        for name in ("ragtune", "bm25s", "bm25s_t2", "bm25s_numba", "bm25s_numba_t2", "rank_bm25"):
+            if name not in e or "qps" not in e[name]:
+                continue
+            m, idx = e[name], e["index"].get("bm25s" if name.startswith("bm25s") else name, {})
+            nd = f"{m['ndcg@10']:.4f}" if m.get("ndcg@10") is not None else ""
+            rc = f"{m['recall@100']:.4f}" if m.get("recall@100") is not None else ""
+            lat = f"{m['latency_ms']:.3f}" if m.get("latency_ms") is not None else "n/a"
+            lines.append(f"| {int(size):,} | {name} | {nd} | {rc} | {idx.get('index_s', float('nan')):.2f} | "
+                         f"{idx.get('peak_mb', float('nan')):.0f} | {m['qps']:,.0f} | {lat} |")
+    lines += ["", "| docs | " + " | ".join(k for k in _RATIO_KEYS) + " |", "|---:|" + "---:|" * len(_RATIO_KEYS)]
+    for size, e in result["sizes"].items():
+        lines.append(f"| {int(size):,} | " + " | ".join(f"{e[k]:.2f}" if e.get(k) is not None else "" for k in _RATIO_KEYS) + " |")
+    return "\n".join(lines)
+
+
+_RATIO_KEYS = ("index_time_ratio_bm25s", "memory_ratio_bm25s", "qps_ratio_bm25s", "qps_ratio_bm25s_t2",
+               "qps_ratio_bm25s_numba", "qps_ratio_bm25s_numba_t2", "latency_ratio_bm25s", "latency_ratio_bm25s_numba")
+
+
+def parse_log(path: Path) -> list[dict]:
+    """Runs from this script's progress lines ("size S rep R SYSTEM: index Xs peak YMB name=Zq/s ...")."""
+    import re
+
+    runs = []
+    for line in path.read_text().splitlines():
+        m = re.match(r"size (\d+) rep \d+ (\w+): index ([\d.]+)s peak ([\d.]+)MB (.*)", line)
+        if m:
+            r = {"system": m[2], "size": int(m[1]), "index_s": float(m[3]), "peak_mb": float(m[4]), "from_log": True}
+            for name, qps in re.findall(r"(\w+)=([\d.]+)q/s", m[5]):
+                r[name] = {"qps": float(qps)}
+            runs.append(r)
+    return runs
+
+
+def report(runs: dict[int, list[dict]], out: Path, quiet: bool = False) -> None:
+    result: dict = {"sizes": {}, "runs": {str(k): v for k, v in sorted(runs.items())},
+                    "command": "python benchmarks/bench_sparse.py " + " ".join(sys.argv[1:]),
                     "tokens": "ragtune Analyzer defaults for every system", "memory": "peak RSS delta (VmHWM) while indexing",
                     "k_speed": K_SPEED, "k_eval": K_EVAL, "machine": f"{os.cpu_count()} cores, shared"}
     for size, rs in sorted(runs.items()):
         by = {s: [r for r in rs if r["system"] == s] for s in {r["system"] for r in rs}}
         entry: dict = {"reps": {s: len(v) for s, v in by.items()}}
+        entry["index"] = {}
         for sysname, srs in by.items():
-            entry[sysname] = {"index_s": _median(srs, "index_s"), "peak_mb": _median(srs, "peak_mb")}
+            entry["index"][sysname] = {"index_s": _median(srs, "index_s"), "peak_mb": _median(srs, "peak_mb")}
             for key in srs[0]:
                 if isinstance(srs[0][key], dict):
                     entry[key] = {m: _median(srs, key, m) for m in srs[0][key]}
@@ -221,11 +275,13 @@ def report(runs: dict[int, list[dict]], out: Path) -> None:
         for other in ("bm25s", "bm25s_t2", "bm25s_numba", "bm25s_numba_t2", "rank_bm25"):
             if other in entry and rt:
                 entry[f"qps_ratio_{other}"] = rt["qps"] / entry[other]["qps"]
-                entry[f"latency_ratio_{other}"] = rt["latency_ms"] / entry[other]["latency_ms"]
+                if rt.get("latency_ms") and entry[other].get("latency_ms"):
+                    entry[f"latency_ratio_{other}"] = rt["latency_ms"] / entry[other]["latency_ms"]
+        idx = entry["index"]
         for other in ("bm25s", "rank_bm25"):
-            if other in by and "ragtune" in by:
-                entry[f"index_time_ratio_{other}"] = entry["ragtune"]["index_s"] / entry[other]["index_s"]
-                entry[f"memory_ratio_{other}"] = entry["ragtune"]["peak_mb"] / entry[other]["peak_mb"]
+            if other in idx and "ragtune" in idx:
+                entry[f"index_time_ratio_{other}"] = idx["ragtune"]["index_s"] / idx[other]["index_s"]
+                entry[f"memory_ratio_{other}"] = idx["ragtune"]["peak_mb"] / idx[other]["peak_mb"]
         result["sizes"][str(size)] = entry
     base = result["sizes"].get("5183") or next(iter(result["sizes"].values()))
     result.update({"ndcg10": base.get("ragtune", {}).get("ndcg@10"), "recall100": base.get("ragtune", {}).get("recall@100"),
@@ -233,17 +289,10 @@ def report(runs: dict[int, list[dict]], out: Path) -> None:
                    "index_time_ratio_bm25s": base.get("index_time_ratio_bm25s")})
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: v for k, v in result.items() if k != "sizes"}, indent=1))
-    for size, e in result["sizes"].items():
-        print(f"\n== {size} docs")
-        for name in ("ragtune", "bm25s", "bm25s_t2", "bm25s_numba", "bm25s_numba_t2", "rank_bm25"):
-            if name in e:
-                m = e[name]
-                idx = e.get(name.split("_t2")[0].replace("_numba", ""), {})
-                print(f"{name:16s} nDCG@10={m.get('ndcg@10') or float('nan'):.4f} R@100={m.get('recall@100') or float('nan'):.4f} "
-                      f"index={idx.get('index_s', float('nan')):.2f}s mem={idx.get('peak_mb', float('nan')):.0f}MB "
-                      f"qps={m['qps']:.0f} lat={m['latency_ms']:.2f}ms")
-        print({k: round(v, 3) for k, v in e.items() if "ratio" in k})
+    if quiet:
+        return
+    print(markdown(result))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("sizes", "runs")}, indent=1))
 
 
 if __name__ == "__main__":
