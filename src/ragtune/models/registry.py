@@ -55,6 +55,11 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
     try:
         tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
+        # The weights are dequantised to fp32 on load; dropping the GGUF quantizer marks them as plain weights,
+        # which transformers otherwise refuses to serialise.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         try:
