@@ -77,3 +77,28 @@ def test_lookup_texts_accepts_mapping_callable_and_store():
     assert lookup_texts({1: "x"}, [1]) == ["x"]
     assert lookup_texts(lambda ids: ["y" for _ in ids], [1, 2]) == ["y", "y"]
     assert lookup_texts(Store(), [1, 9]) == ["Title\nbody", ""]
+
+
+def test_search_cli_and_rag_use_a_configured_cross_encoder(tmp_path, capsys):
+    """`search --rerank` and `[rerank] model` in the config both put the cross-encoder behind the retriever."""
+    import json
+
+    from ragtune.cli import main
+    from ragtune.config import Config
+    from ragtune.rag.model import RAG
+    from ragtune.retrieval.index import update
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    for i, text in PASSAGES.items():
+        (kb / f"{i}.txt").write_text(text, encoding="utf-8")
+    update(tmp_path / "idx", [kb])
+    ce = tiny_cross_encoder_dir(tmp_path / "ce")
+    main(["search", "tower Paris plants light", "--index", str(tmp_path / "idx"), "--rerank", str(ce), "--json", "-k", "2"])
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    ce_scores = Reranker(str(ce)).score(["tower Paris plants light"] * 2, [f"\n{h['text']}" for h in hits])
+    assert len(hits) == 2 and [h["score"] for h in hits] == pytest.approx(sorted(ce_scores, reverse=True), abs=1e-4)
+
+    cfg = Config().updated(rerank={"model": str(ce), "top_n": 4})
+    rag = RAG.from_index(tmp_path / "idx", config=cfg, generator=object(), k=2)
+    assert isinstance(rag.retriever, RerankedRetriever) and rag.retrieve(["Eiffel Tower Paris"]).ids.shape == (1, 2)

@@ -17,14 +17,18 @@ def search_cmd(
     index: Path = typer.Option(..., "--index", "-i"),
     k: int = typer.Option(10, "-k", min=1),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, tfidf, dense or hybrid (default: the index's best)."),
+    rerank: Optional[str] = typer.Option(None, "--rerank", help="A cross-encoder (path or hub id) that reorders the top candidates."),
+    rerank_top_n: int = typer.Option(50, "--rerank-top-n", min=1),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print {query, hits: [{id, score, title, text}]}."),
 ) -> None:
     """Search an index and show the top-k passages."""
+    from ragtune.config import RerankConfig
     from ragtune.retrieval.index import Index
 
+    rerank_cfg = RerankConfig(model=rerank, top_n=rerank_top_n, device=device or "cpu") if rerank else None
     with Index.open(index) as idx:
-        rows = [h.to_dict() for h in idx.search([query], k, retriever, device=device)[0]]
+        rows = [h.to_dict() for h in idx.search([query], k, retriever, device=device, rerank=rerank_cfg)[0]]
     if as_json:
         print_json({"query": query, "hits": rows})
         return

@@ -62,7 +62,7 @@ class RAG:
     """Retrieve-then-generate with the RAG marginals; see the module docstring for the modes.
 
     ``store`` is anything with ``get(ids) -> list[Passage | None]``; ``retriever`` anything with
-    ``search(queries, k) -> Hits``; ``reranker`` (optional) anything with ``rerank(queries, hits, k) -> Hits``.
+    ``search(queries, k) -> Hits`` (a ``RerankedRetriever`` when a cross-encoder reorders the candidates).
     """
 
     def __init__(
@@ -74,7 +74,6 @@ class RAG:
         mode: str = "concat",
         k: int = 5,
         doc_temperature: float = 1.0,
-        reranker: Any = None,
         thorough: bool = True,
     ) -> None:
         self.retriever = retriever
@@ -83,7 +82,6 @@ class RAG:
         self.mode = check_mode(mode)
         self.k = k
         self.doc_temperature = doc_temperature
-        self.reranker = reranker
         self.thorough = thorough
         self.retriever_kind = getattr(retriever, "kind", None)
         self.last_timing: dict[str, float] = {"retrieval": 0.0, "generation": 0.0}
@@ -111,8 +109,11 @@ class RAG:
         cfg = config or index.config
         gen = generator or Generator.from_config(cfg.generator, model=model, device=device)
         kind = retriever or cfg.rag.retriever
-        rag = cls(index.retriever(kind, device=device), gen, index.store, mode=mode or cfg.rag.mode, k=k or cfg.rag.k,
-                  doc_temperature=cfg.rag.doc_temperature, reranker=_reranker(cfg, device))
+        from ragtune.retrieval.rerank import maybe_rerank
+
+        rerank_cfg = cfg.rerank.model_copy(update={"device": device})
+        rag = cls(maybe_rerank(index.retriever(kind, device=device), rerank_cfg, index.store), gen, index.store,
+                  mode=mode or cfg.rag.mode, k=k or cfg.rag.k, doc_temperature=cfg.rag.doc_temperature)
         rag.index = index
         rag.retriever_kind = kind
         return rag
@@ -159,11 +160,7 @@ class RAG:
     # ---- retrieval -----------------------------------------------------------------------------------------
 
     def retrieve(self, questions: Sequence[str], k: int | None = None) -> Hits:
-        k = k or self.k
-        if self.reranker is None:
-            return self.retriever.search(list(questions), k)
-        depth = max(k, int(getattr(self.reranker, "top_n", k)))
-        return self.reranker.rerank(list(questions), self.retriever.search(list(questions), depth), k)
+        return self.retriever.search(list(questions), k or self.k)
 
     def passages(self, hits: Hits) -> list[list[Passage | None]]:
         """The stored passages of the hits, row by row (None at empty slots)."""
@@ -352,16 +349,6 @@ class RAG:
 
 def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
     return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]
-
-
-def _reranker(cfg: Any, device: str) -> Any:
-    if not getattr(cfg.rerank, "model", None):
-        return None
-    try:
-        from ragtune.retrieval.rerank import CrossEncoderReranker  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return CrossEncoderReranker.from_config(cfg.rerank) if hasattr(CrossEncoderReranker, "from_config") else None
 
 
 def _swap_query_encoder(retriever: Any, encoder: Any) -> bool:

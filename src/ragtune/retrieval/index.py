@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
 from ragtune import __version__
-from ragtune.config import Config
+from ragtune.config import Config, RerankConfig
 from ragtune.corpus.types import Document, Passage
 from ragtune.errors import RagtuneError
 from ragtune.retrieval import registry
@@ -140,9 +140,13 @@ class Index:
     def passages(self, ids: Iterable[int]) -> list[Passage | None]:
         return self.store.get(list(ids))
 
-    def search(self, queries: Sequence[str], k: int = 10, retriever: str | None = None, *, device: str | None = None) -> list[list["ScoredPassage"]]:
-        """The top-k passages of each query, resolved from the store, best first."""
-        hits = self.retriever(retriever, device=device).search(list(queries), k)
+    def search(self, queries: Sequence[str], k: int = 10, retriever: str | None = None, *, device: str | None = None,
+               rerank: RerankConfig | None = None) -> list[list["ScoredPassage"]]:
+        """The top-k passages of each query, resolved from the store, best first; ``rerank`` names a cross-encoder."""
+        from ragtune.retrieval.rerank import maybe_rerank
+
+        base = self.retriever(retriever, device=device)
+        hits = (maybe_rerank(base, rerank, self.store) if rerank else base).search(list(queries), k)
         out = []
         for row in range(len(hits)):
             pairs = hits.row(row)

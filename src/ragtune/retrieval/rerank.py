@@ -139,3 +139,10 @@ class RerankedRetriever:
 
     def __repr__(self) -> str:
         return f"RerankedRetriever({self.base!r}, Reranker({self.reranker.model_name!r}, top_n={self.reranker.top_n}))"
+
+
+def maybe_rerank(retriever: Retriever, cfg: "RerankConfig", store_lookup: TextLookup) -> Retriever:
+    """``retriever`` reordered by the cross-encoder ``cfg.model``, or unchanged when no model is configured."""
+    if not cfg.model:
+        return retriever
+    return RerankedRetriever(retriever, Reranker.from_config(cfg), store_lookup)
