@@ -268,9 +268,9 @@ def report(runs: dict[int, list[dict]], out: Path, quiet: bool = False) -> None:
         entry["index"] = {}
         for sysname, srs in by.items():
             entry["index"][sysname] = {"index_s": _median(srs, "index_s"), "peak_mb": _median(srs, "peak_mb")}
-            for key in srs[0]:
-                if isinstance(srs[0][key], dict):
-                    entry[key] = {m: _median(srs, key, m) for m in srs[0][key]}
+            for key in {k for r in srs for k, v in r.items() if isinstance(v, dict)}:
+                metrics = {m for r in srs if isinstance(r.get(key), dict) for m in r[key]}
+                entry[key] = {m: _median(srs, key, m) for m in sorted(metrics)}
         rt = entry.get("ragtune", {})
         for other in ("bm25s", "bm25s_t2", "bm25s_numba", "bm25s_numba_t2", "rank_bm25"):
             if other in entry and rt:
