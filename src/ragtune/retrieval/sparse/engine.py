@@ -120,9 +120,12 @@ def dense_scores(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment) -> 
     """
     indptr, terms, qw = q
     n = len(indptr) - 1
-    qrows = np.repeat(np.arange(n), np.diff(indptr))
-    inside = terms < seg.n_terms
-    qrows, terms, qw = qrows[inside], terms[inside], qw[inside]
+    if terms.max(initial=-1) >= seg.n_terms:  # terms newer than this segment have no postings in it
+        inside = terms < seg.n_terms
+        rows = np.repeat(np.arange(n), np.diff(indptr))[inside]
+        terms, qw = terms[inside], qw[inside]
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
     starts, stops = seg.indptr[terms], seg.indptr[terms + 1]
     lens = stops - starts
     total = int(lens.sum())
@@ -134,7 +137,8 @@ def dense_scores(q: tuple[np.ndarray, np.ndarray, np.ndarray], seg: Segment) -> 
     d = seg.docs[pos].astype(np.int64)
     w = seg.weights[pos]
     if n > 1:
-        d += np.repeat(qrows.astype(np.int64) * seg.n_docs, lens)
+        qrows = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        d += np.repeat(qrows * seg.n_docs, lens)
     w = w * np.repeat(qw, lens)
     return np.bincount(d, w, minlength=n * seg.n_docs).reshape(n, seg.n_docs)
 
@@ -152,6 +156,17 @@ def topk_dense(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray,
     matched = s > 0
     out_ids[:, :kk] = np.where(matched, rid, EMPTY_ID)
     out_scores[:, :kk] = np.where(matched, s, -np.inf)
+
+
+def topk_one(row: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    """Top-k of one dense score row with 1-D calls only (the single-query latency path)."""
+    d = len(row)
+    part = np.argpartition(row, d - k)[d - k:] if k < d else np.arange(d)
+    s = row[part]
+    part, s = part[s > 0], s[s > 0]
+    order = np.lexsort((ids[part], -s))
+    out_ids[: len(order)] = ids[part[order]]
+    out_scores[: len(order)] = s[order]
 
 
 def topk_sparse_rows(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
@@ -327,6 +342,8 @@ class SparseRetriever:
             rows, terms = np.divmod(key, width)
             qtf = qtf_i.astype(np.float64)
         w, const = self.weighting.query_weights(qtf, df[terms], rows, n, self.n_live)
+        if n == 1:
+            return np.array([0, len(terms)], dtype=np.int64), terms, w, const
         indptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
         return indptr, terms, w, const
@@ -358,7 +375,8 @@ class SparseRetriever:
         else:
             for s in starts:
                 run(s)
-        hits.scores += np.where(hits.ids != EMPTY_ID, const[:, None], 0).astype(np.float32)
+        if const.any():  # bm25l / bm25+ only
+            hits.scores += np.where(hits.ids != EMPTY_ID, const[:, None], 0).astype(np.float32)
         return hits
 
     def _search_chunk(self, q: tuple[np.ndarray, np.ndarray, np.ndarray], k: int, out_ids: np.ndarray,
@@ -405,7 +423,9 @@ class SparseRetriever:
             return
         if seg.n_live < seg.n_docs:
             scores[:, ~seg.alive] = 0.0  # tombstones: never returned
-        if seg.n_docs <= _VECTOR_TOPK_MAX_DOCS or scores.shape[0] > 1:
+        if scores.shape[0] == 1 and seg.n_docs <= _VECTOR_TOPK_MAX_DOCS:
+            topk_one(scores[0], k, seg.ids, out_ids[0], out_scores[0])
+        elif seg.n_docs <= _VECTOR_TOPK_MAX_DOCS or scores.shape[0] > 1:
             topk_dense(scores, k, seg.ids, out_ids, out_scores)
         else:
             topk_sparse_rows(scores, k, seg.ids, out_ids, out_scores)
