@@ -134,3 +134,6 @@ def test_from_pretrained_layout(model_dir, tmp_path, capsys):
     assert again.mode == "rag-token" and again.k == 1 and again.generator.defaults.max_new_tokens == 2
     data = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--trained", str(tmp_path / "trained"), "--json"))
     check_answer_json(data, "rag-token", 1)
+    # the spelling: `ask --model DIR` of a training output loads generator and query encoder together
+    data = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--model", str(tmp_path / "trained"), "--json"))
+    check_answer_json(data, "rag-token", 1)

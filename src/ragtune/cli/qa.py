@@ -18,10 +18,12 @@ def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path
              k: Optional[int] = None, retriever: Optional[str] = None, config: Optional[Path] = None,
              device: str = "cpu") -> Any:
     """The RAG a command runs; tests replace this to inject one."""
-    from ragtune.rag.model import RAG, check_mode
+    from ragtune.rag.model import META_FILE, RAG, check_mode
 
     if mode is not None:
         check_mode(mode)
+    if trained is None and model is not None and (Path(model) / META_FILE).exists():
+        trained = Path(model)  # `--model DIR` of a `ragtune train` output: generator and query encoder together
     if trained is not None:
         return RAG.from_pretrained(trained, index_dir=index, device=device, mode=mode, k=k, retriever=retriever)
     cfg = None

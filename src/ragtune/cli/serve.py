@@ -17,7 +17,7 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
-    """Serve /api/search, /api/ask and a small web page (needs ragtune[server])."""
+    """Serve /api/search, /api/ask and a small web page (needs ragtune\\[server])."""
     try:
         import uvicorn
     except ModuleNotFoundError:
