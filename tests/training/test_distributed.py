@@ -16,6 +16,7 @@ def _loss(model, xs):
 
 def _worker(rank: int, world: int, port: int, q) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)  # a forked child must not reuse the parent's intra-op pool
     dist.init_process_group("gloo", rank=rank, world_size=world)
     info = DistInfo(rank, world)
     torch.manual_seed(0)
@@ -32,7 +33,8 @@ def test_all_reduce_matches_single_process():
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     (_loss(model, torch.arange(15.0).view(5, 3)) / 5).backward()
-    ctx = mp.get_context("spawn")
+    # fork, not spawn: the children inherit the imported torch instead of importing it again (10 s -> 0.2 s)
+    ctx = mp.get_context("fork")
     q = ctx.Queue()
     port = 29500 + os.getpid() % 1000
     procs = [ctx.Process(target=_worker, args=(r, 2, port, q)) for r in range(2)]
