@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation.prompts import build_prompt, check_template
+from ragtune.models.lazy import LazyModel
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -47,7 +48,7 @@ class DecodeOptions:
     length_penalty: float = 1.0
 
 
-class Generator:
+class Generator(LazyModel):
     """Answer generation and answer scoring over a causal (chat template when present) or seq2seq LM.
 
     ``model`` is a short name, path or hub id (see ``ragtune.models.registry.resolve``), a directory written by
@@ -94,18 +95,6 @@ class Generator:
         return cls(model, **kw)
 
     # ---- loading -------------------------------------------------------------------------------------------
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            self._load()
-        return self._model
-
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._load()
-        return self._tokenizer
 
     @property
     def is_seq2seq(self) -> bool:

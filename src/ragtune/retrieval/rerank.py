@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, Union
 import numpy as np
 
 from ragtune.corpus.types import Passage
+from ragtune.models.lazy import LazyModel
 from ragtune.retrieval.base import EMPTY_ID, Hits, Retriever
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +35,7 @@ def lookup_texts(lookup: TextLookup, ids: list[int]) -> list[str]:
     return [x.indexed_text if isinstance(x, Passage) else (x or "") for x in items]
 
 
-class Reranker:
+class Reranker(LazyModel):
     def __init__(self, model: str, top_n: int = 50, batch_size: int = 32, device: str = "cpu", max_length: int = 512) -> None:
         self.model_name = model
         self.top_n = top_n
@@ -58,18 +59,6 @@ class Reranker:
         path = resolve(self.model_name)
         self._tokenizer = AutoTokenizer.from_pretrained(path)
         self._model = AutoModelForSequenceClassification.from_pretrained(path).eval().to(self.device)
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            self._load()
-        return self._model
-
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._load()
-        return self._tokenizer
 
     def score(self, queries: Sequence[str], passages: Sequence[str]) -> np.ndarray:
         """Relevance of each (query, passage) pair, (n,) float32."""

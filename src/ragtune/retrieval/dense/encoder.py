@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
+from ragtune.models.lazy import LazyModel
 from ragtune.retrieval.dense.pooling import l2_normalize, pool, pooling_from_model_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +33,7 @@ def _model_path(name: str) -> str:
     return resolve(name)
 
 
-class Encoder:
+class Encoder(LazyModel):
     """Encode queries and passages into vectors whose inner product scores relevance."""
 
     def __init__(
@@ -97,18 +98,6 @@ class Encoder:
         model = AutoModel.from_pretrained(path)
         model.eval()  # dropout off; a trainer switches to train() itself
         self._model = model.to(self.device)
-
-    @property
-    def tokenizer(self) -> Any:
-        if self._tokenizer is None:
-            self._load()
-        return self._tokenizer
-
-    @property
-    def model(self) -> Any:
-        if self._model is None:
-            self._load()
-        return self._model
 
     @property
     def dim(self) -> int:
