@@ -28,15 +28,15 @@ def folder(tmp_path) -> Path:
     (root / "b.md").write_text("# Tea\n\nGreen tea comes from the leaves of Camellia sinensis.", encoding="utf-8")
     (root / "c.html").write_text("<html><head><title>Coffee</title><script>var x=1;</script></head>"
                                  "<body><p>Coffee beans are roasted seeds.</p></body></html>", encoding="utf-8")
-    (root / "d.jsonl").write_text(json.dumps({"id": "q1", "title": "Chess", "text": "Chess is played on an 8x8 board."}) + "\n",
-                                  encoding="utf-8")
+    (root / "d.jsonl").write_text(json.dumps({"id": "q1", "title": "Chess", "text": "Chess is played on an 8x8 board."}) + "\n"
+                                  + json.dumps({"id": "q2", "title": "No text"}) + "\n", encoding="utf-8")
     (root / "broken.txt").write_bytes(b"\x00\x01\x02binary\xff\xfe" * 50)
     return root
 
 
 def test_index_search_json(folder, tmp_path, capsys):
     out = run(capsys, "index", str(folder), "--index", str(tmp_path / "idx"))
-    assert "4 file(s) read" in out and "1 skipped" in out
+    assert "4 file(s) read" in out and "1 skipped" in out and "skipped 1 row(s) without text" in out
     data = json.loads(run(capsys, "search", "when was the Eiffel Tower completed", "--index", str(tmp_path / "idx"), "--json", "-k", "2"))
     assert data["query"].startswith("when")
     top = data["hits"][0]

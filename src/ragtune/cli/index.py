@@ -44,5 +44,7 @@ def index_cmd(
         f"retrievers {', '.join(report.retrievers)}; {report.seconds:.1f} s",
         soft_wrap=True,
     )
+    if report.rows_skipped:
+        console.print(f"  skipped {report.rows_skipped} row(s) without text", soft_wrap=True)
     for reason, n in report.skip_reasons().most_common():
         console.print(f"  skipped {n}: {reason}", soft_wrap=True)

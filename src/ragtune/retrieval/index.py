@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ragtune import __version__
 from ragtune.config import Config, RerankConfig
@@ -21,6 +21,9 @@ from ragtune.corpus.types import Document, Passage
 from ragtune.errors import RagtuneError
 from ragtune.retrieval import registry
 from ragtune.retrieval.base import Retriever
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ragtune.corpus.readers import ReadStats
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -174,6 +177,7 @@ class IndexReport:
     files_read: int = 0
     files_unchanged: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    rows_skipped: int = 0  # JSONL/CSV rows without text
     sources_removed: int = 0
     documents: int = 0
     passages_added: int = 0
@@ -237,13 +241,13 @@ def _under(key: str, roots: Sequence[Path]) -> bool:
     return any(p == r or r in p.parents for r in roots)
 
 
-def _read(src: _Source, config: Config) -> list[Document]:
+def _read(src: _Source, config: Config, stats: "ReadStats") -> list[Document]:
     from ragtune.corpus.readers import read_beir_corpus, read_file
 
     if src.beir:
         return list(read_beir_corpus(src.path))
     # ids are relative to the root the file was found under, so they survive moving the whole folder
-    return read_file(src.path, config.corpus, root=src.root)
+    return read_file(src.path, config.corpus, root=src.root, stats=stats)
 
 
 def _chunk(docs: Sequence[Document], chunk_words: int, overlap: int) -> list[Passage]:
@@ -273,7 +277,7 @@ def update(
     its passages. The manifest's configuration wins over ``config`` for an existing index (its analyzer and
     encoder must not change under it), except on ``rebuild``.
     """
-    from ragtune.corpus.readers import UnreadableFile
+    from ragtune.corpus.readers import ReadStats, UnreadableFile
     from ragtune.corpus.store import PassageStore, same_content
 
     t0 = time.perf_counter()
@@ -316,6 +320,7 @@ def update(
                 removed_ids += store.delete_source(key)
                 report.sources_removed += 1
         added: list[Passage] = []
+        stats = ReadStats()
         for i, src in enumerate(sources):
             progress("read", i, len(sources))
             if src.key in known and same_content(known[src.key], src.fingerprint):
@@ -324,7 +329,7 @@ def update(
                 report.files_unchanged += 1
                 continue
             try:
-                docs = _read(src, config)
+                docs = _read(src, config, stats)
             except UnreadableFile as e:
                 report.skipped.append((str(src.path), str(e)))
                 continue
@@ -337,6 +342,7 @@ def update(
             report.files_read += 1
             report.documents += len(docs)
         progress("read", len(sources), len(sources))
+        report.rows_skipped = stats.skipped_rows
         report.passages_added, report.passages_removed = len(added), len(removed_ids)
         report.passages_total = len(store)
         if report.passages_total == 0:
