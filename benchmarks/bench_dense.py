@@ -28,10 +28,11 @@ from ragtune.evaluation.metrics import dedupe_ranked, retrieval_scores  # noqa: 
 from ragtune.retrieval.base import EMPTY_ID, Hits  # noqa: E402
 from ragtune.retrieval.dense import DenseRetriever, Encoder, VectorIndex  # noqa: E402
 from ragtune.retrieval.hybrid import rrf, weighted_fusion  # noqa: E402
+from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work"
-DATA = Path(os.environ.get("SCIFACT", "/work/shared/datasets/scifact"))
+DATA = Path(os.environ.get("SCIFACT") or DATASETS / "scifact")
 DEPTH = 100
 
 

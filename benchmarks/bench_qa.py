@@ -28,8 +28,9 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.base import Hits
 from ragtune.retrieval.sparse import BM25Retriever
+from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
 
-SQUAD = Path("/work/shared/datasets/squad_v1.1/dev-v1.1.json")
+SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 OUT = Path(__file__).parent / "results" / "qa.json"
 
 

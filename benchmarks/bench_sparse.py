@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
 
-DATA = Path("/work/shared/datasets/scifact")
+DATA = DATASETS / "scifact"
 ROOT = Path(__file__).resolve().parent
 K_EVAL, K_SPEED = 100, 10
 

@@ -7,6 +7,7 @@ import pytest
 
 from ragtune.corpus.beir import beir_splits, load_beir
 from ragtune.errors import RagtuneError
+from tests.helpers.datasets import DATASETS
 
 
 def _write_beir(root: Path) -> Path:
@@ -46,7 +47,7 @@ def test_load_beir_errors(tmp_path: Path) -> None:
 
 
 def test_real_scifact_counts() -> None:
-    folder = Path("/work/shared/datasets/scifact")
+    folder = DATASETS / "scifact"
     if not folder.is_dir():
         pytest.skip("shared SciFact not available")
     _, queries, qrels = load_beir(folder)

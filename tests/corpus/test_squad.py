@@ -7,9 +7,10 @@ import pytest
 
 from ragtune.corpus.squad import load_qa_jsonl, load_squad, open_book_split
 from ragtune.errors import RagtuneError
+from tests.helpers.datasets import DATASETS
 
-SQUAD_DEV = Path("/work/shared/datasets/squad_v1.1/dev-v1.1.json")
-CMRC_TRIAL = Path("/work/shared/datasets/cmrc2018/cmrc2018_trial.json")
+SQUAD_DEV = DATASETS / "squad_v1.1" / "dev-v1.1.json"
+CMRC_TRIAL = DATASETS / "cmrc2018" / "cmrc2018_trial.json"
 
 
 def _tiny_squad(path: Path, n_articles: int = 4) -> Path:

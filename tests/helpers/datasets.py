@@ -1,0 +1,5 @@
+"""Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS."""
+import os
+from pathlib import Path
+
+DATASETS = Path(os.environ.get("RAGTUNE_DATASETS") or Path(__file__).resolve().parents[2].parent / "shared" / "datasets")
