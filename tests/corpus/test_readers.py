@@ -134,3 +134,19 @@ def test_read_beir_corpus(tmp_path: Path) -> None:
         list(read_beir_corpus(tmp_path / "corpus.jsonl"))
     with pytest.raises(RagtuneError, match="not found"):
         list(read_beir_corpus(tmp_path / "nope"))
+
+
+def test_squad_json_is_a_knowledge_base(tmp_path):
+    import json
+
+    from ragtune.corpus.readers import UnreadableFile, read_file
+
+    squad = {"data": [{"title": "Tea_Leaves", "paragraphs": [{"context": "Green tea is unoxidised.", "qas": []},
+                                                             {"context": "Black tea is oxidised.", "qas": []}]}]}
+    (tmp_path / "kb.json").write_text(json.dumps(squad), encoding="utf-8")
+    docs = read_file(tmp_path / "kb.json", root=tmp_path)
+    assert [(d.id, d.title, d.text) for d in docs] == [("0-0", "Tea Leaves", "Green tea is unoxidised."),
+                                                       ("0-1", "Tea Leaves", "Black tea is oxidised.")]
+    (tmp_path / "other.json").write_text('{"rows": []}', encoding="utf-8")
+    with pytest.raises(UnreadableFile, match="SQuAD"):
+        read_file(tmp_path / "other.json")

@@ -24,7 +24,8 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 ROW_SUFFIXES = {".jsonl", ".csv", ".tsv"}
 PDF_SUFFIXES = {".pdf"}
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | PDF_SUFFIXES
+JSON_SUFFIXES = {".json"}  # SQuAD-style {"data": [{title, paragraphs: [{context}]}]}: one document per paragraph
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES | MARKDOWN_SUFFIXES | HTML_SUFFIXES | ROW_SUFFIXES | PDF_SUFFIXES | JSON_SUFFIXES
 _BINARY_SNIFF = 8192
 
 
@@ -311,6 +312,8 @@ def read_file(
     if suffix in PDF_SUFFIXES:
         title, text = _read_pdf(path)
         return [Document(rel, text, title=title, source=source)]
+    if suffix in JSON_SUFFIXES:
+        return _read_squad(path)
     text = decode_text(_read_bytes(path), path)
     if suffix == ".jsonl":
         return _read_jsonl(text, rel, source, cfg, stats)
@@ -323,6 +326,17 @@ def read_file(
         title, text = html_to_text(text)
     text = text.strip()
     return [Document(rel, text, title=title, source=source)] if text else []
+
+
+def _read_squad(path: Path) -> list[Document]:
+    """SQuAD-style JSON (SQuAD, CMRC 2018) as a knowledge base: its paragraphs keep the ids ``"<article>-<paragraph>"``
+    that ``ragtune eval qa`` names as each question's gold passage."""
+    from ragtune.corpus.squad import load_squad
+
+    try:
+        return load_squad(path).documents
+    except RagtuneError as e:
+        raise UnreadableFile(f"not SQuAD-style JSON ({e}); use .jsonl for one document per line", path) from None
 
 
 def read_paths(
