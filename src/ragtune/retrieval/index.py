@@ -277,8 +277,7 @@ def update(
     its passages. The manifest's configuration wins over ``config`` for an existing index (its analyzer and
     encoder must not change under it), except on ``rebuild``.
     """
-    from ragtune.corpus.readers import ReadStats, UnreadableFile
-    from ragtune.corpus.store import PassageStore, same_content
+    from ragtune.corpus.store import PassageStore
 
     t0 = time.perf_counter()
     index_dir = Path(index_dir)
@@ -293,8 +292,8 @@ def update(
     else:
         config = config or Config()
         manifest = {}
-    kinds = registry.expand(list(retrievers), config) if retrievers else []
-    kinds = list(dict.fromkeys(list(manifest.get("retrievers", {})) + kinds))
+    built = list(manifest.get("retrievers", {}))
+    kinds = list(dict.fromkeys(built + (registry.expand(list(retrievers), config) if retrievers else [])))
     if not kinds:
         raise RagtuneError("no retriever chosen: pass --retriever bm25|tfidf|dense|hybrid")
 
@@ -306,21 +305,73 @@ def update(
         staging.mkdir(parents=True)
     try:
         store = PassageStore(staging / STORE)
-        loaded = {k: registry.load(k, staging / k) for k in kinds if k in manifest.get("retrievers", {})}
-        fresh = {k: registry.create(k, config) for k in kinds if k not in loaded}
-        active = {**loaded, **fresh}
+        added, removed = _sync_store(store, paths, beir, config, report, progress)
+        if report.passages_total == 0:
+            where = ", ".join(str(p) for p in [*paths, *beir]) or "(nothing given)"
+            raise RagtuneError(
+                f"no passages to index in {where}: give folders or files (.txt .md .html .json .jsonl .csv .pdf) "
+                f"or --beir DIR" + (f"; {len(report.skipped)} file(s) were skipped" if report.skipped else "")
+            )
+        for kind in kinds:
+            progress(f"index {kind}", 0, None)
+            merge = optimize
+            if kind in built:
+                r = registry.load(kind, staging / kind)
+                if removed:
+                    r.delete(removed)
+                if added:
+                    r.add(added)
+            else:
+                r = registry.create(kind, config)
+                batches = 0
+                for batch in store.iter_passages(batch_size=50_000):
+                    r.add(batch)
+                    batches += 1
+                merge = merge or batches > 1  # one segment, so corpus statistics are exact from the start
+            if merge and hasattr(r, "optimize"):
+                r.optimize()
+            _save_retriever(r, staging / kind)
+            progress(f"index {kind}", 1, 1)
+        n_sources = len(store.sources())
+        store.checkpoint()
+        store.close()
+        _write_json_atomic(staging / MANIFEST, {
+            "format_version": FORMAT_VERSION,
+            "ragtune_version": __version__,
+            "created": manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S")),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "analyzer": config.analyzer.model_dump(),
+            "retrievers": {k: _retriever_info(k, config) for k in kinds},
+            "counts": {"passages": report.passages_total, "sources": n_sources},
+            "checksums": {STORE: _checksum(staging / STORE)},
+            "config": config.model_dump(),
+        })
+        _swap(staging, index_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report.retrievers = kinds
+    report.seconds = time.perf_counter() - t0
+    return report
 
-        known = store.sources()
-        sources, roots, report.skipped = _collect_sources([Path(p) for p in paths], [Path(b) for b in beir], known)
-        report.files_seen = len(sources) + len(report.skipped)
-        seen_keys = {s.key for s in sources}
-        removed_ids: list[int] = []
+
+def _sync_store(store, paths, beir, config: Config, report: IndexReport, progress: ProgressFn) -> tuple[list[Passage], list[int]]:
+    """Bring the store in line with the files: returns the passages added (with ids) and the ids removed."""
+    from ragtune.corpus.readers import ReadStats, UnreadableFile
+    from ragtune.corpus.store import same_content
+
+    known = store.sources()
+    sources, roots, report.skipped = _collect_sources([Path(p) for p in paths], [Path(b) for b in beir], known)
+    report.files_seen = len(sources) + len(report.skipped)
+    seen = {s.key for s in sources}
+    added: list[Passage] = []
+    removed: list[int] = []
+    stats = ReadStats()
+    with store.transaction():  # one commit for the whole run, not one per file
         for key in sorted(known):
-            if key not in seen_keys and _under(key, roots):
-                removed_ids += store.delete_source(key)
+            if key not in seen and _under(key, roots):
+                removed += store.delete_source(key)
                 report.sources_removed += 1
-        added: list[Passage] = []
-        stats = ReadStats()
         for i, src in enumerate(sources):
             progress("read", i, len(sources))
             if src.key in known and same_content(known[src.key], src.fingerprint):
@@ -337,61 +388,25 @@ def update(
             chunk_words = 0 if src.beir else config.corpus.chunk_words
             passages = _chunk(docs, chunk_words, config.corpus.chunk_overlap)
             if src.key in known:
-                removed_ids += store.delete_source(src.key)
+                removed += store.delete_source(src.key)
             added += store.add(passages, source=src.key, fingerprint=src.fingerprint)
             report.files_read += 1
             report.documents += len(docs)
-        progress("read", len(sources), len(sources))
-        report.rows_skipped = stats.skipped_rows
-        report.passages_added, report.passages_removed = len(added), len(removed_ids)
-        report.passages_total = len(store)
-        if report.passages_total == 0:
-            where = ", ".join(str(p) for p in [*paths, *beir]) or "(nothing given)"
-            raise RagtuneError(
-                f"no passages to index in {where}: give folders or files (.txt .md .html .jsonl .csv .pdf) "
-                f"or --beir DIR" + (f"; {len(report.skipped)} file(s) were skipped" if report.skipped else "")
-            )
+    progress("read", len(sources), len(sources))
+    report.rows_skipped = stats.skipped_rows
+    report.passages_added, report.passages_removed = len(added), len(removed)
+    report.passages_total = len(store)
+    return added, removed
 
-        for kind, r in active.items():
-            progress(f"index {kind}", 0, None)
-            if kind in fresh:
-                for batch in store.iter_passages(batch_size=10_000):
-                    r.add(batch)
-            else:
-                if removed_ids:
-                    r.delete(removed_ids)
-                if added:
-                    r.add(added)
-            if optimize and hasattr(r, "optimize"):
-                r.optimize()
-            out = staging / kind
-            shutil.rmtree(out, ignore_errors=True)
-            out.mkdir()
-            r.save(out)
-            progress(f"index {kind}", 1, 1)
-        n_sources = len(store.sources())
-        store.checkpoint()
-        store.close()
 
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "ragtune_version": __version__,
-            "created": manifest.get("created", time.strftime("%Y-%m-%dT%H:%M:%S")),
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "analyzer": config.analyzer.model_dump(),
-            "retrievers": {k: _retriever_info(k, config) for k in kinds},
-            "counts": {"passages": report.passages_total, "sources": n_sources},
-            "checksums": {STORE: _checksum(staging / STORE)},
-            "config": config.model_dump(),
-        }
-        _write_json_atomic(staging / MANIFEST, manifest)
-        _swap(staging, index_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    report.retrievers = kinds
-    report.seconds = time.perf_counter() - t0
-    return report
+def _save_retriever(r, out: Path) -> None:
+    """Save beside the old files and then replace them: a loaded retriever may still map the old ones."""
+    fresh = out.with_name(out.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    fresh.mkdir()
+    r.save(fresh)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(fresh, out)
 
 
 def _retriever_info(kind: str, config: Config) -> dict:
