@@ -93,3 +93,12 @@ def test_schedule_and_accumulation(small_world, tmp_path):
                   tmp_path / "y", progress=False)
     assert sorted(e.question for b in one.step_examples(0) for e in b) == sorted(e.question for b in two.step_examples(0) for e in b)
     assert one.train().losses[0] == pytest.approx(two.train().losses[0], rel=1e-5)
+
+
+def test_time_budget_stops_like_a_last_step(small_world, tmp_path):
+    w = small_world
+    res = Trainer(make_rag(w), w["train"], w["dev"][:4], _cfg(max_steps=50, eval_every=1000), tmp_path / "t",
+                  progress=False).train(max_seconds=0.0)
+    assert res.steps == 1  # the clock is checked after each step, so one step always runs
+    assert [e["step"] for e in res.evals] == [1]  # evaluated and saved as if it were the last step
+    assert (tmp_path / "t" / "ragtune.json").exists() and (tmp_path / "t" / "checkpoint").is_dir()

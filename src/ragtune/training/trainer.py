@@ -31,7 +31,8 @@ from ragtune.rag.marginals import doc_log_prior
 from ragtune.retrieval.base import EMPTY_ID, Hits
 from ragtune.training import checkpoint as ckpt
 from ragtune.training.data import QAExample
-from ragtune.training.distributed import DistInfo, all_reduce_grads, all_sum, barrier, gather_objects, init_distributed, shard
+from ragtune.training.distributed import (DistInfo, all_reduce_grads, all_sum, barrier, broadcast_object, gather_objects,
+                                         init_distributed, shard)
 from ragtune.training.losses import rag_sequence_nll, rag_token_nll
 
 log = logging.getLogger(__name__)
@@ -370,8 +371,9 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------------
 
-    def train(self, resume: bool = False, stop_after: int | None = None) -> TrainResult:
-        """Run to ``total_steps`` (or ``stop_after`` steps, for tests of interrupted runs)."""
+    def train(self, resume: bool = False, stop_after: int | None = None, max_seconds: float | None = None) -> TrainResult:
+        """Run to ``total_steps`` (or ``stop_after`` steps, for tests of interrupted runs), or until ``max_seconds``
+        of training have passed; a run stopped by time evaluates and checkpoints like a last step."""
         cfg, info = self.cfg, self.info
         total = self.total_steps
         opt, sched = self._optimizer(total)
@@ -398,7 +400,7 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=step, desc="train", dynamic_ncols=True)
-        t0, n_examples, stopped = time.perf_counter(), 0, False
+        t0, n_examples, stopped, timed_out = time.perf_counter(), 0, False, False
         end = total if stop_after is None else min(total, step + stop_after)
         while step < end:
             for m in self.modules.values():
@@ -425,6 +427,10 @@ class Trainer:
             sched.step()
             step += 1
             n_examples += global_n
+            if max_seconds is not None and step < end:
+                # rank 0's clock decides, so every rank stops at the same step
+                if broadcast_object(time.perf_counter() - t0 >= max_seconds, info):
+                    end, timed_out = step, True
             mean_loss = all_sum(loss_sum, info) / global_n
             losses.append(mean_loss)
             lr = sched.get_last_lr()[0]
@@ -435,7 +441,7 @@ class Trainer:
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
             if cfg.train_doc_encoder and cfg.reindex_every > 0 and step % cfg.reindex_every == 0:
                 self._reencode()
-            is_last = step == total
+            is_last = step == total or timed_out
             if self.dev_rows and (step % cfg.eval_every == 0 or is_last):
                 metrics = self.evaluate()
                 evals.append({"step": step, **metrics})
@@ -457,7 +463,7 @@ class Trainer:
                 break
         if bar is not None:
             bar.close()
-        if not self.dev_rows and step == total:
+        if not self.dev_rows and (step == total or timed_out):
             self.save_model()
         barrier(info)
         return TrainResult(step, losses, best, evals, stopped, time.perf_counter() - t0, n_examples)

@@ -1,0 +1,293 @@
+"""End-to-end fine-tuning on the SQuAD open-book split: SmolLM2-135M (LoRA) + MiniLM query encoder.
+
+Knowledge base: all 2,067 SQuAD v1.1 dev paragraphs in a MiniLM dense index (built once, cached in
+benchmarks/.work/). Training questions: articles 0-35; test: the fixed 200-question sample of articles 36-47
+that bench_qa.py stored in results/qa.json (the same seed-0 sampling when that file is absent); ``--n-test``
+evaluates a prefix of it. Reported before and after training: EM/F1 in rag-sequence, rag-token and concat
+modes, Recall@k of the query encoder on the whole 200-question sample, training examples/s and peak memory.
+
+Side by side: one training step of transformers' own RagSequenceForGeneration / RagTokenForGeneration
+(random-init DPR question encoder with MiniLM's sizes; a BART generator with SmolLM2's width, heads, FFN and
+vocabulary, whose 30-layer encoder reads the context as our 30-layer decoder-only model does, and a 30-layer
+decoder over the answer), same batch, k, token sequences and full fine-tuning, against ragtune's Trainer step
+(full fine-tuning too, and including retrieval, which the HF step is handed precomputed):
+step_time_ratio_hf_rag = ragtune seconds / transformers seconds.
+
+    .venv/bin/python benchmarks/bench_finetune.py --train-minutes 15 --n-test 50 --k 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ragtune.config import DenseConfig, TrainingConfig
+from ragtune.corpus.squad import load_squad, open_book_split
+from ragtune.corpus.types import Passage
+from ragtune.evaluation.qa import QAExample as EvalExample, evaluate_qa
+from ragtune.generation import Generator
+from ragtune.rag.model import RAG
+from ragtune.retrieval.dense import DenseRetriever
+from ragtune.training.data import QAExample
+from ragtune.training.trainer import Trainer
+
+HERE = Path(__file__).parent
+SQUAD = Path("/work/shared/datasets/squad_v1.1/dev-v1.1.json")
+WORK = HERE / ".work"
+OUT = HERE / "results" / "finetune.json"
+QA_JSON = HERE / "results" / "qa.json"
+MODES = ("rag-sequence", "rag-token", "concat")
+
+
+class Store:
+    def __init__(self, passages: list[Passage]):
+        self.by_id = {p.id: p for p in passages}
+
+    def get(self, ids):
+        return [self.by_id.get(int(i)) for i in ids]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def test_sample(test_questions) -> tuple[list, str]:
+    """bench_qa.py's 200 ids when stored, else its sampling (random.Random(0).sample(test, 200))."""
+    by_id = {q.id: q for q in test_questions}
+    if QA_JSON.exists():
+        ids = json.loads(QA_JSON.read_text()).get("sample_ids") or []
+        if ids and all(i in by_id for i in ids):
+            return [by_id[i] for i in ids], "results/qa.json sample_ids"
+    return random.Random(0).sample(test_questions, 200), "random.Random(0).sample(test, 200)"
+
+
+def dense_retriever(passages: list[Passage]) -> DenseRetriever:
+    path = WORK / "squad_minilm_dense"
+    if (path / "dense.json").exists():
+        return DenseRetriever.load(path)
+    log("encoding the knowledge base with MiniLM (cached afterwards)")
+    r = DenseRetriever(DenseConfig(encoder="minilm"))
+    r.add(passages)
+    r.save(path)
+    return r
+
+
+def recall_at(retriever: DenseRetriever, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
+    retriever.encoder.model.eval()
+    hits = retriever.search([q.question for q in questions], max(ks))
+    gold = np.array([pid_of[q.doc_id] for q in questions])[:, None]
+    return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}
+
+
+def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_tokens: int) -> dict:
+    out = {}
+    for mode in modes:
+        t = time.perf_counter()
+        rep = evaluate_qa(rag, examples, mode=mode, k=k, batch_size=4, max_new_tokens=max_new_tokens)
+        d = rep.to_dict()
+        d["em"], d["f1"] = 100 * rep.em, 100 * rep.f1  # percent
+        d["wall_seconds"] = time.perf_counter() - t
+        d["examples"] = rep.predictions[:3]
+        out[mode] = d
+        log(f"  {mode:13s} EM {d['em']:.1f} F1 {d['f1']:.1f} ({d['wall_seconds']:.0f} s)")
+    return out
+
+
+# -- step time against transformers' RAG ---------------------------------------------------------------------
+
+def _hf_rag(kind: str, gen_cfg, enc_cfg, k: int):
+    from transformers import (BartConfig, DPRConfig, RagConfig, RagSequenceForGeneration, RagTokenForGeneration)
+
+    q = DPRConfig(vocab_size=enc_cfg.vocab_size, hidden_size=enc_cfg.hidden_size, num_hidden_layers=enc_cfg.num_hidden_layers,
+                  num_attention_heads=enc_cfg.num_attention_heads, intermediate_size=enc_cfg.intermediate_size)
+    layers = gen_cfg.num_hidden_layers
+    g = BartConfig(vocab_size=gen_cfg.vocab_size, d_model=gen_cfg.hidden_size, encoder_layers=layers, decoder_layers=layers,
+                   encoder_attention_heads=gen_cfg.num_attention_heads, decoder_attention_heads=gen_cfg.num_attention_heads,
+                   encoder_ffn_dim=gen_cfg.intermediate_size, decoder_ffn_dim=gen_cfg.intermediate_size,
+                   max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2,
+                   forced_bos_token_id=None, forced_eos_token_id=None)
+    cfg = RagConfig.from_question_encoder_generator_configs(q, g, n_docs=k)
+    torch.manual_seed(0)
+    cls = RagSequenceForGeneration if kind == "rag-sequence" else RagTokenForGeneration
+    return cls(cfg)
+
+
+def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch: int, reps: int) -> dict:
+    """Seconds per training step, ragtune Trainer vs transformers RAG, interleaved so machine load hits both."""
+    gen, enc, retriever = trainer.generator, trainer.encoder, trainer.retriever
+    params = trainer.params_gen + trainer.params_enc
+    opt = torch.optim.AdamW(params, lr=1e-5)
+    batches = [rows[i * batch:(i + 1) * batch] for i in range(reps + 1)]
+
+    def ours(b, mode):
+        opt.zero_grad(set_to_none=True)
+        loss, n = trainer.batch_loss(b, mode=mode)
+        (loss / n).backward()
+        opt.step()
+
+    def hf_inputs(b):
+        # the very token sequences ragtune scores: prompt with one passage as context, answer (+eos) as labels
+        hits = retriever.search([e.question for e in b], k, return_vectors=True)
+        ps = [trainer.store.get(row) for row in hits.ids]
+        prompts = [gen.build_prompt(e.question, [p]) for e, row in zip(b, ps) for p in row]
+        ctx = [ids[-1024:] for ids in gen.encode_prompts(prompts)]
+        L = max(len(c) for c in ctx)
+        cids = torch.zeros(len(ctx), L, dtype=torch.long)
+        cmask = torch.zeros(len(ctx), L, dtype=torch.long)
+        for i, c in enumerate(ctx):
+            cids[i, : len(c)], cmask[i, : len(c)] = torch.tensor(c), 1
+        ys = gen.encode_targets([e.answers[0] for e in b])
+        T = max(len(y) for y in ys)
+        labels = torch.zeros(len(ys), T, dtype=torch.long)
+        for i, y in enumerate(ys):
+            labels[i, : len(y)] = torch.tensor(y)
+        qtok = enc.tokenizer([e.question for e in b], padding=True, return_tensors="pt")
+        return qtok, torch.from_numpy(np.asarray(hits.vectors, dtype=np.float32)), cids, cmask, labels
+
+    def theirs(model, o, b):
+        qtok, dvec, cids, cmask, labels = hf_inputs(b)  # retrieval + tokenisation, as in ragtune's step
+        o.zero_grad(set_to_none=True)
+        qvec = model.question_encoder(qtok["input_ids"], attention_mask=qtok["attention_mask"])[0]
+        doc_scores = torch.bmm(qvec.unsqueeze(1), dvec.transpose(1, 2)).squeeze(1)
+        out = model(context_input_ids=cids, context_attention_mask=cmask, doc_scores=doc_scores, labels=labels, n_docs=k)
+        out.loss.backward()
+        o.step()
+
+    times: dict[str, list[float]] = {"ragtune-rag-sequence": [], "ragtune-rag-token": [], "hf-rag-sequence": [], "hf-rag-token": []}
+    for m in ("rag-sequence", "rag-token"):  # one HF model (and its optimiser state) alive at a time
+        model = _hf_rag(m, gen.model.config, enc.model.config, k)
+        o = torch.optim.AdamW(model.parameters(), lr=1e-5)
+        for i, b in enumerate(batches):
+            for name, fn in ((f"ragtune-{m}", lambda: ours(b, m)), (f"hf-{m}", lambda: theirs(model, o, b))):
+                t = time.perf_counter()
+                fn()
+                if i > 0:  # the first round warms up allocators and caches
+                    times[name].append(time.perf_counter() - t)
+            log(f"  step-time {m} round {i}: " + ", ".join(f"{n} {v[-1]:.2f}s" for n, v in times.items() if v))
+        del model, o
+    med = {n: float(np.median(v)) for n, v in times.items()}
+    out = {"reps": reps, "batch_size": batch, "k": k, "seconds_per_step_median": med, "seconds_all": times,
+           "ratio_rag_sequence": med["ragtune-rag-sequence"] / med["hf-rag-sequence"],
+           "ratio_rag_token": med["ragtune-rag-token"] / med["hf-rag-token"],
+           "hf_generator": "BART, d_model/heads/ffn/vocab of SmolLM2-135M, 30+30 layers; DPR question encoder with MiniLM sizes"}
+    out["step_time_ratio_hf_rag"] = max(out["ratio_rag_sequence"], out["ratio_rag_token"])
+    return out
+
+
+# -- main ----------------------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-minutes", type=float, default=60.0)
+    ap.add_argument("--n-test", type=int, default=200)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--encoder-lr", type=float, default=1e-5)
+    ap.add_argument("--lora-r", type=int, default=16)
+    ap.add_argument("--max-new-tokens", type=int, default=12)
+    ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--step-reps", type=int, default=2, help="timed steps per implementation (0 skips the HF comparison)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    # One thread: on a shared 2-core machine two spinning OpenMP threads per process thrash.
+    torch.set_num_threads(args.threads)
+    modes = args.modes.split(",")
+
+    data = load_squad(SQUAD)
+    split = open_book_split(data)
+    passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
+    pid_of = {p.doc_id: p.id for p in passages}
+    sample, sample_source = test_sample(split.test)
+    examples = [EvalExample(q.question, q.answers, q.id, [q.doc_id], [pid_of[q.doc_id]]) for q in sample[: args.n_test]]
+    train_rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]
+    random.Random(0).shuffle(train_rows)
+    res: dict = {"command": "python benchmarks/bench_finetune.py " + " ".join(sys.argv[1:]),
+                 "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared 2-core CPU under load",
+                 "kb_paragraphs": len(passages), "train_questions": len(train_rows), "test_sample": sample_source,
+                 "n_test": len(examples), "k": args.k, "batch_size": args.batch_size, "lr": args.lr,
+                 "encoder_lr": args.encoder_lr, "lora_r": args.lora_r, "max_new_tokens": args.max_new_tokens,
+                 "generator": "smollm2-135m-instruct (LoRA)", "query_encoder": "minilm (trained; index vectors frozen)"}
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=1))
+
+    log(f"kb={len(passages)} train={len(train_rows)} test={len(examples)} ({sample_source})")
+    retriever = dense_retriever(passages)
+    store = Store(passages)
+    gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
+    rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
+
+    res["recall_before"] = recall_at(retriever, sample, pid_of)
+    log(f"recall before {res['recall_before']}")
+    save()
+    if args.step_reps > 0:
+        log("step time: ragtune vs transformers RAG (full fine-tuning, same batch, k and sequences)")
+        full = Trainer(rag, train_rows, None, TrainingConfig(batch_size=args.batch_size, max_steps=1), WORK / "steptime",
+                       progress=False)
+        base = {n: p.detach().clone() for n, p in gen.model.state_dict().items()}
+        enc_base = {n: p.detach().clone() for n, p in retriever.encoder.model.state_dict().items()}
+        res["step_time"] = step_time_comparison(full, train_rows[-(args.step_reps + 1) * args.batch_size:], args.k,
+                                                args.batch_size, args.step_reps)
+        res["step_time_ratio_hf_rag"] = res["step_time"]["step_time_ratio_hf_rag"]
+        gen.model.load_state_dict(base)  # undo the timed full fine-tuning steps
+        retriever.encoder.model.load_state_dict(enc_base)
+        for p in list(gen.model.parameters()) + list(retriever.encoder.model.parameters()):
+            p.grad = None
+        del full, base, enc_base
+        save()
+
+    log("evaluating before training")
+    gen.model.eval()
+    res["before"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
+    res["em_before"] = res["before"].get("rag-sequence", {}).get("em")
+    save()
+
+    cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
+                         encoder_lr=args.encoder_lr, batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
+                         eval_every=10**9, save_every=10**9, seed=0)
+    trainer = Trainer(rag, train_rows, None, cfg, WORK / "finetune_out", progress=False)
+    # The schedule decays over the steps the time budget should allow, measured on the first few steps.
+    probe = trainer.train(stop_after=3)
+    per_step = probe.seconds / max(probe.steps, 1)
+    budget = args.train_minutes * 60
+    total = max(probe.steps + 1, int((budget) / per_step))
+    log(f"~{per_step:.1f} s/step -> schedule over {total} steps ({total * args.batch_size} examples)")
+    trainer.cfg = cfg.model_copy(update={"max_steps": total})  # same Trainer: LoRA is applied once
+    result = trainer.train(resume=True, max_seconds=max(budget - probe.seconds, 1.0))
+    seconds = probe.seconds + result.seconds
+    steps = result.steps
+    res.update({"train_minutes": seconds / 60, "train_minutes_budget": args.train_minutes, "train_steps": steps,
+                "train_examples": steps * args.batch_size, "train_epochs": steps * args.batch_size / len(train_rows),
+                "train_examples_per_s": steps * args.batch_size / seconds, "peak_rss_mb": peak_rss_mb(),
+                "loss_first": (probe.losses or [None])[0], "loss_last_50_mean": float(np.mean(result.losses[-50:])) if result.losses else None})
+    log(f"trained {steps} steps in {seconds / 60:.1f} min; {res['train_examples_per_s']:.2f} ex/s; peak RSS {res['peak_rss_mb']:.0f} MB")
+    save()
+
+    res["recall_after"] = recall_at(retriever, sample, pid_of)
+    log(f"recall after {res['recall_after']}")
+    log("evaluating after training")
+    gen.model.eval()
+    res["after"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
+    res["em_after"] = res["after"].get("rag-sequence", {}).get("em")
+    res["peak_rss_mb"] = peak_rss_mb()
+    save()
+    log(f"EM rag-sequence {res['em_before']} -> {res['em_after']}")
+
+
+if __name__ == "__main__":
+    main()
