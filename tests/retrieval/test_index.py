@@ -138,3 +138,25 @@ def test_add_tfidf_beside_bm25(corpus, tmp_path):
         assert idx.passages([hits.ids[0, 0]])[0].doc_id == "rivers.txt"
         with pytest.raises(RagtuneError, match="no dense"):
             idx.retriever("dense")
+
+
+def test_update_never_writes_through_hard_links(corpus, tmp_path):
+    """Staging hard-links retriever files; an update must write new files, never into linked ones."""
+    import hashlib
+    import os
+
+    def digests(root):
+        return {p.relative_to(root): hashlib.sha1(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+
+    idx_dir = tmp_path / "idx"
+    update(idx_dir, [corpus])
+    linked = tmp_path / "linked"
+    shutil.copytree(idx_dir, linked, copy_function=os.link)  # shares every file's inode with the live index
+    before = digests(linked)
+    write_docs(corpus, {"new.txt": "Penguins live in Antarctica."})
+    (corpus / "cats.txt").unlink()
+    update(idx_dir, [corpus])
+    update(idx_dir, [corpus], optimize=True)
+    assert digests(linked) == before
+    with Index.open(idx_dir) as idx:
+        assert top_doc(idx, "penguins") == "new.txt" and top_doc(idx, "cats purr") is None

@@ -300,7 +300,7 @@ def update(
     staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     if existing:
-        shutil.copytree(index_dir, staging)
+        _stage_copy(index_dir, staging)
     else:
         staging.mkdir(parents=True)
     try:
@@ -397,6 +397,22 @@ def _sync_store(store, paths, beir, config: Config, report: IndexReport, progres
     report.passages_added, report.passages_removed = len(added), len(removed)
     report.passages_total = len(store)
     return added, removed
+
+
+def _stage_copy(index_dir: Path, staging: Path) -> None:
+    """The staging copy of an index: the store is copied (SQLite changes it in place); retriever files are
+    hard-linked where the file system allows, since retrievers never rewrite a saved file (``_save_retriever``
+    writes a new folder), so staging costs little even for a large index."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    shutil.copytree(index_dir, staging, copy_function=link_or_copy, ignore=shutil.ignore_patterns(STORE + "*"))
+    for f in index_dir.glob(STORE + "*"):
+        shutil.copy2(f, staging / f.name)
 
 
 def _save_retriever(r, out: Path) -> None:
