@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from ragtune.cli import main
 from tests.helpers.tiny_encoder import tiny_encoder_dir
+from tests.helpers.cli import run
 
 DOCS = {
     "eiffel.txt": "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
@@ -12,11 +12,6 @@ DOCS = {
     "cell.txt": "The mitochondrion is the powerhouse of the cell.",
     "everest.txt": "Mount Everest is the highest mountain above sea level.",
 }
-
-
-def run(capsys, *argv):
-    main([str(a) for a in argv])
-    return capsys.readouterr().out
 
 
 @pytest.fixture

@@ -3,21 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ragtune.cli import main
-
-
-def run(capsys, *argv: str) -> str:
-    main(list(argv))
-    return capsys.readouterr().out
-
-
-def fail(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err  # one line naming the fix
-    return err
+from tests.helpers.cli import fail, run
 
 
 @pytest.fixture

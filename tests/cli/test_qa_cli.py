@@ -8,25 +8,11 @@ from pathlib import Path
 import pytest
 
 import ragtune.cli.qa as qa_cli
-from ragtune.cli import main
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from tests.helpers.tiny_lm import tiny_causal_lm
 from tests.rag.fakes import DictStore, FakeRetriever
-
-
-def run(capsys, *argv: str) -> str:
-    main(list(argv))
-    return capsys.readouterr().out
-
-
-def fail(capsys, *argv: str) -> str:
-    with pytest.raises(SystemExit) as e:
-        main(list(argv))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "\n" not in err
-    return err
+from tests.helpers.cli import fail, run
 
 
 @pytest.fixture(scope="module")
