@@ -162,7 +162,7 @@ def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch:
         qvec = model.question_encoder(qtok["input_ids"], attention_mask=qtok["attention_mask"])[0]
         doc_scores = torch.bmm(qvec.unsqueeze(1), dvec.transpose(1, 2)).squeeze(1)
         out = model(context_input_ids=cids, context_attention_mask=cmask, doc_scores=doc_scores, labels=labels, n_docs=k)
-        out.loss.backward()
+        out.loss.mean().backward()  # reduce_loss=False: one NLL per question
         o.step()
 
     times: dict[str, list[float]] = {"ragtune-rag-sequence": [], "ragtune-rag-token": [], "hf-rag-sequence": [], "hf-rag-token": []}
