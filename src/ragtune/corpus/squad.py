@@ -121,24 +121,29 @@ class QARecord:
     line: int = 0  # 1-based line in the file
 
 
-def _qa_record(row: Any, line: int) -> QARecord:
+def parse_qa_row(row: Any, line: int = 0, *, require_answers: bool = False) -> QARecord:
+    """One validated row ``{question, answers, positive_ids?, positive_texts?}``; raises ``ValueError`` naming
+    the problem. A lone answer string is accepted as a one-answer list; blank answers are dropped."""
     if not isinstance(row, dict):
-        raise ValueError("expected a JSON object")
+        raise ValueError(f"expected a JSON object, got {type(row).__name__}")
     q = row.get("question")
     if not isinstance(q, str) or not q.strip():
         raise ValueError("missing or empty 'question'")
-    answers = row.get("answers")
+    answers = row.get("answers", None if require_answers else [])
     if isinstance(answers, str):
         answers = [answers]
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
         raise ValueError("'answers' must be a list of strings")
+    answers = [a for a in answers if a.strip()]
+    if require_answers and not answers:
+        raise ValueError("'answers' is empty")
     ids = row.get("positive_ids", [])
     if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ValueError("'positive_ids' must be a list of integers")
     texts = row.get("positive_texts", [])
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise ValueError("'positive_texts' must be a list of strings")
-    return QARecord(q.strip(), answers, ids, texts, line)
+    return QARecord(q.strip(), answers, list(ids), list(texts), line)
 
 
 def load_qa_jsonl(
@@ -157,7 +162,7 @@ def load_qa_jsonl(
             if not line.strip():
                 continue
             try:
-                out.append(_qa_record(json.loads(line), n))
+                out.append(parse_qa_row(json.loads(line), n, require_answers=True))
             except json.JSONDecodeError as e:
                 _bad(path, n, f"not valid JSON ({e.msg})", strict, problems)
             except ValueError as e:

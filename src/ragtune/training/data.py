@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
+from ragtune.corpus.squad import parse_qa_row
 from ragtune.errors import RagtuneError
 
 log = logging.getLogger(__name__)
@@ -57,36 +58,15 @@ class LoadReport:
         return f"{self.path}: {len(self.problems)} bad rows skipped: {head}{more}"
 
 
-def _is_str_list(x: Any) -> bool:
-    return isinstance(x, list) and all(isinstance(s, str) for s in x)
-
-
 def parse_row(obj: Any, line: int, *, known_ids: Container[int] | None = None, require_answers: bool = True) -> QAExample:
-    """One validated example; raises ``ValueError`` naming the problem."""
-    if not isinstance(obj, dict):
-        raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
-    q = obj.get("question")
-    if not isinstance(q, str) or not q.strip():
-        raise ValueError("missing or empty 'question'")
-    answers = obj.get("answers", [] if not require_answers else None)
-    if isinstance(answers, str):  # a lone string is an obvious intent; accept it
-        answers = [answers]
-    if not _is_str_list(answers):
-        raise ValueError("'answers' must be a list of strings")
-    answers = [a for a in answers if a.strip()]
-    if require_answers and not answers:
-        raise ValueError("'answers' is empty")
-    pos_ids = obj.get("positive_ids", [])
-    if not isinstance(pos_ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in pos_ids):
-        raise ValueError("'positive_ids' must be a list of integers")
+    """One validated example (the row format is ``corpus.squad.parse_qa_row``'s); raises ``ValueError`` naming
+    the problem, including positive ids the index does not hold."""
+    r = parse_qa_row(obj, line, require_answers=require_answers)
     if known_ids is not None:
-        missing = [i for i in pos_ids if i not in known_ids]
+        missing = [i for i in r.positive_ids if i not in known_ids]
         if missing:
             raise ValueError(f"positive_ids not in the index: {missing[:5]}")
-    pos_texts = obj.get("positive_texts", [])
-    if not _is_str_list(pos_texts):
-        raise ValueError("'positive_texts' must be a list of strings")
-    return QAExample(q.strip(), answers, list(pos_ids), list(pos_texts), line)
+    return QAExample(r.question, r.answers, r.positive_ids, r.positive_texts, line)
 
 
 def load_examples(
