@@ -71,6 +71,19 @@ class _QueryIds(dict):
         return tid
 
 
+def _best_k(s: np.ndarray, docs: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
+    """The k best of one query's matched documents (scores ``s`` at positions ``docs``) into one output row, best
+    first, ties by smaller id."""
+    m = len(s)
+    if m > k:
+        part = np.argpartition(s, m - k)[m - k:]
+        s, docs = s[part], docs[part]
+    rid = ids[docs]
+    order = np.lexsort((rid, -s))
+    out_ids[: len(order)] = rid[order]
+    out_scores[: len(order)] = s[order]
+
+
 def _topk_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int, ids: np.ndarray,
                alive: np.ndarray | None, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
     """Top-k of each row of a CSR score matrix into ``out_*`` (best first, ties by smaller id); dead columns skipped."""
@@ -82,14 +95,7 @@ def _topk_rows(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, k: int, i
         if alive is not None:
             keep = alive[d]
             s, d = s[keep], d[keep]
-        m = len(s)
-        if m > k:
-            part = np.argpartition(s, m - k)[m - k:]
-            s, d = s[part], d[part]
-        rid = ids[d]
-        order = np.lexsort((rid, -s))
-        out_ids[i, : len(order)] = rid[order]
-        out_scores[i, : len(order)] = s[order]
+        _best_k(s, d, k, ids, out_ids[i], out_scores[i])
 
 
 def _sparse_product(indptr: np.ndarray, terms: np.ndarray, w: np.ndarray, m: sp.csr_matrix,
@@ -174,17 +180,8 @@ def topk_sparse_rows(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.nd
     for i in range(scores.shape[0]):
         row = scores[i]
         hit = np.flatnonzero(row > 0)
-        m = len(hit)
-        if m == 0:
-            continue
-        s = row[hit]
-        if m > k:
-            part = np.argpartition(s, m - k)[m - k:]
-            s, hit = s[part], hit[part]
-        rid = ids[hit]
-        order = np.lexsort((rid, -s))
-        out_ids[i, : len(order)] = rid[order]
-        out_scores[i, : len(order)] = s[order]
+        if len(hit):
+            _best_k(row[hit], hit, k, ids, out_ids[i], out_scores[i])
 
 
 class SparseRetriever:
