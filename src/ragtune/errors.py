@@ -3,7 +3,3 @@
 
 class RagtuneError(Exception):
     """Bad input or a bad index: the message names the problem and the fix."""
-
-
-class IndexError_(RagtuneError):
-    """A missing index, or one written by an incompatible format version."""

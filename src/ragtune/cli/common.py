@@ -1,23 +1,16 @@
-"""Small pieces the command modules share: consoles, progress bars, config loading."""
+"""Small pieces the command modules share: consoles, JSON output, progress bars."""
 from __future__ import annotations
 
 import json
 import sys
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ragtune.config import Config
-
 console = Console()
 err_console = Console(stderr=True)
-
-
-def load_config(path: Path | None) -> Config:
-    return Config.load(path)
 
 
 def print_json(data: Any) -> None:

@@ -7,7 +7,8 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import console, load_config, progress_bar
+from ragtune.cli.common import console, progress_bar
+from ragtune.config import Config
 
 
 @app.command("index")
@@ -28,7 +29,7 @@ def index_cmd(
     """Index documents for retrieval; re-running on a changed folder adds, replaces and removes files."""
     from ragtune.retrieval.index import update
 
-    cfg = load_config(config).updated(
+    cfg = Config.load(config).updated(
         corpus={"chunk_words": chunk_words, "chunk_overlap": chunk_overlap},
         dense={"encoder": encoder, "device": device},
     )

@@ -7,7 +7,8 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import console, load_config
+from ragtune.cli.common import console
+from ragtune.config import Config
 
 
 @app.command("train")
@@ -31,7 +32,7 @@ def train_cmd(
     """Fine-tune end to end; writes the best model, metrics.jsonl and a resumable checkpoint into OUT."""
     from ragtune.training.run import fine_tune, training_overrides
 
-    cfg = load_config(config)
+    cfg = Config.load(config)
     cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps))
     trainer, result = fine_tune(index, train, out, dev_file=dev, dev_fraction=dev_fraction, config=cfg, retriever=retriever,
                                 generator=generator, strict=strict, resume=resume, progress=not quiet)
