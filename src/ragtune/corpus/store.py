@@ -329,26 +329,27 @@ class PassageStore:
 
     # -- reads -----------------------------------------------------------------------------------------------
 
-    def get(self, ids: Sequence[int] | np.ndarray) -> list[Passage | None]:
-        """Passages in the order asked for; None for unknown ids and ``EMPTY_ID``."""
+    def _by_id(self, columns: str, ids: Sequence[int] | np.ndarray) -> tuple[list[int], dict[int, tuple]]:
+        """The ids asked for (flattened, in order) and the rows of those that exist, keyed by id; ``columns``
+        must start with ``id``. One query per chunk of unique ids, however often an id repeats."""
         wanted = [int(i) for i in np.asarray(ids, dtype=np.int64).ravel()]
         unique = sorted({i for i in wanted if i != EMPTY_ID})
-        found: dict[int, Passage] = {}
+        found: dict[int, tuple] = {}
         for part in _chunks(unique):
             marks = ",".join("?" * len(part))
-            for row in self._query(f"SELECT {_COLUMNS} FROM passages WHERE id IN ({marks})", part):
-                found[row[0]] = _row_to_passage(row)
-        return [found.get(i) for i in wanted]
+            for row in self._query(f"SELECT {columns} FROM passages WHERE id IN ({marks})", part):
+                found[row[0]] = row
+        return wanted, found
+
+    def get(self, ids: Sequence[int] | np.ndarray) -> list[Passage | None]:
+        """Passages in the order asked for; None for unknown ids and ``EMPTY_ID``."""
+        wanted, found = self._by_id(_COLUMNS, ids)
+        return [_row_to_passage(found[i]) if i in found else None for i in wanted]
 
     def doc_ids(self, ids: Sequence[int] | np.ndarray) -> list[str | None]:
         """The document id of each passage id, in order; None for unknown ids and ``EMPTY_ID``."""
-        wanted = [int(i) for i in np.asarray(ids, dtype=np.int64).ravel()]
-        unique = sorted({i for i in wanted if i != EMPTY_ID})
-        found: dict[int, str] = {}
-        for part in _chunks(unique):
-            marks = ",".join("?" * len(part))
-            found.update(self._query(f"SELECT id, doc_id FROM passages WHERE id IN ({marks})", part))
-        return [found.get(i) for i in wanted]
+        wanted, found = self._by_id("id, doc_id", ids)
+        return [found[i][1] if i in found else None for i in wanted]
 
     def __getitem__(self, id: int) -> Passage:
         p = self.get([id])[0]
