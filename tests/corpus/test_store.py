@@ -145,3 +145,12 @@ def test_doc_counts_follow_adds_and_deletes(store: PassageStore) -> None:
     assert store.doc_count("s") == 2 and store.fingerprint("s") == "f"
     store.set_fingerprint("empty.txt", "e")
     assert store.sources()["empty.txt"] == "e" and store.doc_count("empty.txt") == 0
+
+
+def test_n_documents_counts_distinct_doc_ids(tmp_path):
+    from ragtune.corpus.store import PassageStore
+    from ragtune.corpus.types import Passage
+
+    with PassageStore(tmp_path / "s.sqlite") as store:
+        store.add([Passage(-1, "a", "one"), Passage(-1, "a", "two"), Passage(-1, "b", "three")], source="x")
+        assert store.n_documents() == 2 and len(store) == 3

@@ -60,7 +60,8 @@ def eval_retrieval_cmd(
     with Index.open(index) as idx:
         kind = retriever or idx.default_kind()
         counts = idx.manifest.get("counts", {})
-        per_doc = 1 if idx.config.corpus.chunk_words == 0 else 4
+        # unchunked corpora (BEIR always is) need no deeper passage search than the documents asked for
+        per_doc = 1 if idx.store.n_documents() == len(idx.store) else 4
         with progress_bar(as_json) as progress:
             result = evaluate_retrieval(idx.retriever(kind, device=device), idx.store.doc_ids, queries, qrels,
                                         passages_per_doc=per_doc, progress=lambda d, t: progress("queries", d, t))

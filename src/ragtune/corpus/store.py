@@ -346,6 +346,10 @@ class PassageStore:
         wanted, found = self._by_id(_COLUMNS, ids)
         return [_row_to_passage(found[i]) if i in found else None for i in wanted]
 
+    def n_documents(self) -> int:
+        """How many distinct documents the passages come from."""
+        return int(self._query("SELECT COUNT(DISTINCT doc_id) FROM passages")[0][0])
+
     def doc_ids(self, ids: Sequence[int] | np.ndarray) -> list[str | None]:
         """The document id of each passage id, in order; None for unknown ids and ``EMPTY_ID``."""
         wanted, found = self._by_id("id, doc_id", ids)
