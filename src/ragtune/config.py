@@ -110,7 +110,8 @@ class TrainingConfig(Section):
     train_query_encoder: bool = True
     train_doc_encoder: bool = False
     reindex_every: int = 500
-    label_smoothing: float = 0.0
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    length_normalize: bool = False  # divide each answer's NLL by its token count
     eval_every: int = 200
     save_every: int = 200
     early_stopping_patience: int | None = None

@@ -7,6 +7,7 @@ import torch
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation import Generator
+from ragtune.generation.generator import length_buckets
 from ragtune.generation.prompts import DEFAULT_TEMPLATE, build_prompt
 from tests.helpers.tiny_lm import tiny_causal_lm, tiny_seq2seq_lm
 
@@ -50,6 +51,37 @@ def test_token_logprobs_match_raw_model_despite_padding(gen: Generator):
         assert float((lp[i] * mask[i]).sum()) == pytest.approx(brute_logprob(gen, prompts[i], ys[i]), abs=1e-4)
     chunked, _ = gen.token_logprobs(prompts, targets, batch_size=1)
     torch.testing.assert_close(chunked, lp, atol=1e-5, rtol=0)
+
+
+def test_vocab_mean_is_the_mean_log_softmax(gen: Generator):
+    prompts = [gen.build_prompt("When was it completed?", [PASSAGE]), "x"]
+    targets = ["1889", "a b c"]
+    lp, mask, mean = gen.token_logprobs(prompts, targets, vocab_mean=True)
+    ys = gen.encode_targets(targets, prompts)
+    for i in range(2):
+        p = torch.tensor([gen.encode_prompts([prompts[i]])[0]])
+        y = torch.tensor([ys[i]])
+        with torch.no_grad():
+            if gen.is_seq2seq:
+                dec = torch.cat([torch.tensor([[gen.model.config.decoder_start_token_id]]), y[:, :-1]], 1)
+                logits = gen.model(input_ids=p, decoder_input_ids=dec).logits[0]
+            else:
+                logits = gen.model(input_ids=torch.cat([p, y], 1)).logits[0, p.shape[1] - 1:-1]
+        expect = logits.log_softmax(-1).mean(-1)
+        torch.testing.assert_close(mean[i, : len(ys[i])], expect, atol=1e-4, rtol=0)
+        assert not mean[i, len(ys[i]):].any()
+    torch.testing.assert_close(lp, gen.token_logprobs(prompts, targets)[0])
+
+
+def test_length_buckets_cover_every_row_once_and_bound_padding():
+    lengths = [300, 120, 310, 118, 200, 121, 305, 5]
+    groups = length_buckets(lengths, max_rows=3)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len(g) <= 3 for g in groups)
+    for g in groups:
+        assert len(g) * max(lengths[i] for i in g) <= 1.15 * sum(lengths[i] for i in g)
+    assert [sorted(g) for g in groups] == [[7], [1, 3, 5], [4], [0, 2, 6]]
+    assert length_buckets([7] * 5, max_rows=8) == [[0, 1, 2, 3, 4]]  # equal lengths: one pass
 
 
 def test_token_logprobs_has_gradients(gen: Generator):

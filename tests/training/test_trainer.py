@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -102,3 +103,31 @@ def test_time_budget_stops_like_a_last_step(small_world, tmp_path):
     assert res.steps == 1  # the clock is checked after each step, so one step always runs
     assert [e["step"] for e in res.evals] == [1]  # evaluated and saved as if it were the last step
     assert (tmp_path / "t" / "ragtune.json").exists() and (tmp_path / "t" / "checkpoint").is_dir()
+
+
+@pytest.mark.parametrize("mode", ["rag-sequence", "rag-token"])
+def test_label_smoothing_and_length_normalisation_reach_the_loss(small_world, tmp_path, monkeypatch, mode):
+    import ragtune.training.trainer as trainer_mod
+    from ragtune.training import losses
+
+    w = small_world
+    seen = {}
+    real = losses.rag_sequence_nll if mode == "rag-sequence" else losses.rag_token_nll
+
+    def spy(doc_logp, tok_logp, mask, **kw):
+        seen.update(doc_logp=doc_logp, tok_logp=tok_logp, mask=mask, **kw)
+        return real(doc_logp, tok_logp, mask, **kw)
+
+    monkeypatch.setattr(trainer_mod, "rag_sequence_nll" if mode == "rag-sequence" else "rag_token_nll", spy)
+    t = Trainer(make_rag(w), w["train"], None, _cfg(label_smoothing=0.2, length_normalize=True), tmp_path, progress=False)
+    with torch.no_grad():
+        got, n = t.batch_loss(w["train"][:3], mode=mode)
+    doc, gold, mean, mask = seen["doc_logp"], seen["tok_logp"], seen["smooth_logp"], seen["mask"]
+    assert n == 3 and seen["label_smoothing"] == 0.2 and seen["length_normalize"] is True
+    assert mean.shape == gold.shape
+    V = t.generator.model.get_output_embeddings().weight.shape[0]
+    assert bool((mean[..., :1] <= -math.log(V) + 1e-5).all())  # Jensen: mean_v log p_v <= log mean_v p_v = -log V
+    expect = ((0.8 * real(doc, gold, mask, reduction="none") + 0.2 * real(doc, mean, mask, reduction="none"))
+              / mask.sum(-1)).sum()
+    assert float(got) == pytest.approx(float(expect), rel=1e-6)
+    assert float(got) != pytest.approx(float(real(doc, gold, mask, reduction="sum")), rel=1e-2)

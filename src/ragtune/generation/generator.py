@@ -313,31 +313,53 @@ class Generator(LazyModel):
 
     # ---- scoring -------------------------------------------------------------------------------------------
 
-    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[str], *, batch_size: int | None = None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def token_logprobs(
+        self,
+        prompts: Sequence[str],
+        targets: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        vocab_mean: bool = False,
+    ) -> tuple["torch.Tensor", ...]:
         """log P(target_t | prompt, target_<t) for each target token (eos included), with autograd when enabled.
 
-        Returns ``(logp, mask)``, both (N, T), targets right-padded; ``logp`` is 0 at padding. ``batch_size``
-        splits the forward passes (the result, and its graph, are the same).
+        Returns ``(logp, mask)``, both (N, T), targets right-padded; ``logp`` is 0 at padding. With
+        ``vocab_mean`` also ``mean_logp`` (N, T), the mean over the vocabulary of log P(v | prompt, target_<t)
+        from the same forward pass (what label smoothing needs). Rows are scored in forward passes of
+        similar length (see ``length_buckets``) of at most ``batch_size`` rows; the result does not depend on
+        the grouping.
         """
         import torch
 
         if len(prompts) != len(targets):
             raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
         if not prompts:
-            return torch.zeros(0, 0), torch.zeros(0, 0, dtype=torch.bool)
+            empty = torch.zeros(0, 0)
+            return (empty, empty.bool(), empty) if vocab_mean else (empty, empty.bool())
         p_ids = self.encode_prompts(prompts)
         y_ids = self.encode_targets(targets, prompts)
         T = max(len(y) for y in y_ids)
-        step = batch_size or len(prompts)
-        parts = [self._score(p_ids[i:i + step], y_ids[i:i + step], T) for i in range(0, len(prompts), step)]
-        logp = torch.cat(parts, 0)
+        lengths = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
+        order: list[int] = []
+        parts, means = [], []
+        for rows in length_buckets(lengths, batch_size or len(prompts)):
+            lp, mean = self._score([p_ids[i] for i in rows], [y_ids[i] for i in rows], T)
+            parts.append(lp)
+            means.append(mean)
+            order.extend(rows)
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        logp = torch.cat(parts, 0)[inverse.to(parts[0].device)]
         mask = torch.zeros(len(y_ids), T, dtype=torch.bool)
         for i, y in enumerate(y_ids):
             mask[i, : len(y)] = True
-        return logp, mask.to(logp.device)
+        mask = mask.to(logp.device)
+        if vocab_mean:
+            return logp, mask, torch.cat(means, 0)[inverse.to(logp.device)]
+        return logp, mask
 
-    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int) -> "torch.Tensor":
-        """(N, width) target log-probs of one forward pass; a chunk is computed at its own width, then padded."""
+    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(N, width) target log-probs and vocabulary-mean log-probs of one forward pass, padded to ``width``."""
         import torch
 
         dev, pad = self.device, self.pad_token_id
@@ -374,10 +396,13 @@ class Generator(LazyModel):
             j = ((T - lens)[:, None] + torch.arange(T)[None]).clamp(max=T - 1).to(dev)
             logits = logits.gather(1, j[..., None].expand(-1, -1, logits.shape[-1]))
         logits = logits.float()
-        logp = logits.gather(-1, tgt[..., None]).squeeze(-1) - logits.logsumexp(-1)
+        norm = logits.logsumexp(-1)
         valid = (torch.arange(T)[None] < lens[:, None]).to(dev)
-        logp = logp.masked_fill(~valid, 0.0)
-        return torch.nn.functional.pad(logp, (0, width - T)) if width > T else logp
+        logp = (logits.gather(-1, tgt[..., None]).squeeze(-1) - norm).masked_fill(~valid, 0.0)
+        mean = (logits.mean(-1) - norm).masked_fill(~valid, 0.0)
+        if width > T:
+            logp, mean = (torch.nn.functional.pad(x, (0, width - T)) for x in (logp, mean))
+        return logp, mean
 
     # ---- persistence ---------------------------------------------------------------------------------------
 
@@ -404,6 +429,26 @@ class Generator(LazyModel):
         settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).exists() else {}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(str(path), device=device, **settings)
+
+
+def length_buckets(lengths: Sequence[int], max_rows: int, slack: float = 1.15) -> list[list[int]]:
+    """Row indices grouped into forward passes of similar length, shortest first.
+
+    A padded batch costs rows x longest row; RAG's k passage prompts differ in length by 2x and more, so one
+    batch of them spends a third of its compute on padding. Rows sorted by length join the current group while
+    its padded size stays within ``slack`` of its real tokens and it has fewer than ``max_rows`` rows.
+    """
+    groups: list[list[int]] = []
+    total = 0
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        g = groups[-1] if groups else None
+        if g is not None and len(g) < max_rows and (len(g) + 1) * lengths[i] <= slack * (total + lengths[i]):
+            g.append(i)
+            total += lengths[i]
+        else:
+            groups.append([i])
+            total = lengths[i]
+    return groups
 
 
 def _stop_at(text: str, stop: Sequence[str]) -> int | None:

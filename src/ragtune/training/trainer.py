@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,6 @@ from ragtune.training.distributed import (DistInfo, all_reduce_grads, all_sum, b
                                          init_distributed, shard)
 from ragtune.training.losses import rag_sequence_nll, rag_token_nll
 
-log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
@@ -280,15 +278,16 @@ class Trainer:
             valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
             doc_logp = doc_log_prior(scores.float(), self.doc_temperature, valid)
             prompts = [self.generator.build_prompt(q, [p] if p is not None else []) for q, row in zip(questions, passages) for p in row]
-            tok_logp, mask = self.generator.token_logprobs(prompts, [t for t in targets for _ in range(hits.k)])
+            scored = self.generator.token_logprobs(prompts, [t for t in targets for _ in range(hits.k)],
+                                                   vocab_mean=cfg.label_smoothing > 0)
         B, K = len(batch), hits.k
-        tok_logp = tok_logp.float().view(B, K, -1)
-        mask = mask.view(B, K, -1)[:, 0]
+        tok_logp = scored[0].float().view(B, K, -1)
+        mask = scored[1].view(B, K, -1)[:, 0]
+        smooth = scored[2].float().view(B, K, -1) if cfg.label_smoothing > 0 else None
         loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
-        if cfg.label_smoothing > 0:
-            # Full-vocabulary log-probs are not part of the Generator seam, so smoothing is not applied here.
-            log.warning("label_smoothing needs full-vocabulary log-probs, which Generator.token_logprobs does not give; ignored")
-        return loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), reduction="sum"), B
+        loss = loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), label_smoothing=cfg.label_smoothing,
+                       length_normalize=cfg.length_normalize, reduction="sum", smooth_logp=smooth)
+        return loss, B
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
