@@ -38,9 +38,10 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
 from ragtune.training.data import QAExample
 from ragtune.training.trainer import Trainer
+from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
 
 HERE = Path(__file__).parent
-SQUAD = Path("/work/shared/datasets/squad_v1.1/dev-v1.1.json")
+SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 WORK = HERE / ".work"
 OUT = HERE / "results" / "finetune.json"
 QA_JSON = HERE / "results" / "qa.json"
@@ -216,7 +217,7 @@ def main() -> None:
     train_rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]
     random.Random(0).shuffle(train_rows)
     res: dict = {"command": "python benchmarks/bench_finetune.py " + " ".join(sys.argv[1:]),
-                 "machine": f"{platform.machine()}, {args.threads} torch thread(s), shared 2-core CPU under load",
+                 "machine": f"{platform.machine()}, {args.threads} torch thread(s), 2-core CPU shared with one other benchmark",
                  "kb_paragraphs": len(passages), "train_questions": len(train_rows), "test_sample": sample_source,
                  "n_test": len(examples), "k": args.k, "batch_size": args.batch_size, "lr": args.lr,
                  "encoder_lr": args.encoder_lr, "lora_r": args.lora_r, "max_new_tokens": args.max_new_tokens,

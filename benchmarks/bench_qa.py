@@ -7,6 +7,9 @@ Also: generation throughput of ``Generator.generate`` against a plain ``transfor
 same model and prompts (generate_overhead = ragtune time / plain time).
 
     .venv/bin/python benchmarks/bench_qa.py [--n 200] [--max-new-tokens 24]
+
+A long run can be split: ``--start 50 --merge results/qa.json`` evaluates questions 50..n-1 of the same sample
+and folds in the stored results of questions 0..49 (every field a mean over questions, weighted by count).
 """
 from __future__ import annotations
 
@@ -93,6 +96,20 @@ def overhead(gen: Generator, prompts: list[str], max_new_tokens: int, reps: int 
             "tokens_plain": toks["plain"], "tokens_ragtune": toks["ragtune"], "generate_overhead": t["ragtune"] / t["plain"]}
 
 
+MEANS = ("em", "f1", "hit_rate", "answer_recall", "seconds_per_question", "retrieval_seconds_per_question",
+         "generation_seconds_per_question")
+
+
+def merge_setting(a: dict, b: dict) -> dict:
+    """One setting's report over a's questions followed by b's: each per-question mean weighted by its count."""
+    n = a["n"] + b["n"]
+    out = dict(b, n=n, wall_seconds=a["wall_seconds"] + b["wall_seconds"])
+    for key in MEANS:
+        if a.get(key) is not None and b.get(key) is not None:
+            out[key] = (a[key] * a["n"] + b[key] * b["n"]) / n
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -102,7 +119,12 @@ def main() -> None:
     ap.add_argument("--overhead-prompts", type=int, default=10)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--start", type=int, default=0, help="evaluate sample[start:n]")
+    ap.add_argument("--merge", type=Path, help="results of sample[0:start] to fold in")
     args = ap.parse_args()
+    earlier = json.loads(args.merge.read_text()) if args.merge else None
+    if earlier is not None and earlier["n"] != args.start:
+        sys.exit(f"--merge holds {earlier['n']} questions but --start is {args.start}")
     # One thread: on a shared 2-core machine two spinning OpenMP threads per process thrash (measured 4x slower).
     torch.set_num_threads(args.threads)
 
@@ -111,7 +133,7 @@ def main() -> None:
     passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
     pid_of = {p.doc_id: p.id for p in passages}
     sample_all = sample_questions(split.test, 200)
-    sample = sample_all[: args.n]  # a quick run evaluates a prefix of the same fixed sample
+    sample = sample_all[args.start: args.n]  # a quick run evaluates a prefix of the same fixed sample
     examples = [QAExample(q.question, q.answers, q.id, [q.doc_id]) for q in sample]
     print(f"kb={len(passages)} paragraphs, test={len(split.test)} questions, sample={len(examples)}", file=sys.stderr, flush=True)
 
@@ -125,10 +147,13 @@ def main() -> None:
 
     results: dict = {"command": "python benchmarks/bench_qa.py " + " ".join(sys.argv[1:]), "n": len(examples),
                      "sample_seed": 0, "sample_ids": [q.id for q in sample_all],
-                     "evaluated": f"the first {len(sample)} of sample_ids", "max_new_tokens": args.max_new_tokens,
+                     "evaluated": f"sample_ids[{args.start}:{args.start + len(sample)}]", "max_new_tokens": args.max_new_tokens,
                      "batch_size": args.batch_size, "decoding": "greedy", "model": "smollm2-135m-instruct (GGUF Q4_1 -> fp32)",
                      "bm25_index_seconds": index_seconds, "machine": f"{platform.machine()} {torch.get_num_threads()} threads, shared",
                      "settings": {}}
+    if earlier is not None:
+        results.update(n=args.start + len(examples), evaluated=f"sample_ids[0:{args.start + len(examples)}]",
+                       merged_from={"command": earlier["command"], "n": earlier["n"], "machine": earlier["machine"]})
     for name in args.settings.split(","):
         if name == "closed":
             rag, mode, k = RAG(NoRetriever(), gen, store, k=1), "concat", 1
@@ -142,9 +167,12 @@ def main() -> None:
         wall = time.perf_counter() - t
         d = rep.to_dict()
         d["wall_seconds"] = wall
+        if earlier is not None:
+            d = merge_setting(earlier["settings"][name], d)
         results["settings"][name] = d
-        print(f"{name:22s} em={rep.em:.3f} f1={rep.f1:.3f} hit={rep.hit_rate} s/q={rep.seconds_per_question:.3f} "
-              f"(ret {rep.retrieval_seconds_per_question:.4f}, gen {rep.generation_seconds_per_question:.3f})", file=sys.stderr, flush=True)
+        print(f"{name:22s} em={d['em']:.3f} f1={d['f1']:.3f} hit={d['hit_rate']} s/q={d['seconds_per_question']:.3f} "
+              f"(ret {d['retrieval_seconds_per_question']:.4f}, gen {d['generation_seconds_per_question']:.3f}) n={d['n']}",
+              file=sys.stderr, flush=True)
         results["examples"] = results.get("examples", {}) | {name: rep.predictions[:5]}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1))
