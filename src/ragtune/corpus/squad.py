@@ -9,7 +9,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from ragtune.corpus.types import Document
 from ragtune.errors import RagtuneError
@@ -156,17 +156,27 @@ def load_qa_jsonl(
     path = Path(path)
     if not path.is_file():
         raise RagtuneError(f"QA file {path} not found")
-    out: list[QARecord] = []
+    return read_jsonl_rows(path, lambda row, n: parse_qa_row(row, n, require_answers=True),
+                           lambda n, msg: _bad(path, n, msg, strict, problems))
+
+
+R = TypeVar("R")
+
+
+def read_jsonl_rows(path: Path, parse: Callable[[Any, int], R], bad: Callable[[int, str], None]) -> list[R]:
+    """``parse(row, line_number)`` of every non-blank line; a line that is not JSON or that ``parse`` rejects with
+    ``ValueError`` goes to ``bad(line_number, message)``, which may raise to stop the read."""
+    out: list[R] = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             if not line.strip():
                 continue
             try:
-                out.append(parse_qa_row(json.loads(line), n, require_answers=True))
+                out.append(parse(json.loads(line), n))
             except json.JSONDecodeError as e:
-                _bad(path, n, f"not valid JSON ({e.msg})", strict, problems)
+                bad(n, f"not valid JSON ({e.msg})")
             except ValueError as e:
-                _bad(path, n, str(e), strict, problems)
+                bad(n, str(e))
     return out
 
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
-from ragtune.corpus.squad import parse_qa_row
+from ragtune.corpus.squad import parse_qa_row, read_jsonl_rows
 from ragtune.errors import RagtuneError
 
 log = logging.getLogger(__name__)
@@ -80,19 +80,14 @@ def load_examples(
     path = Path(path)
     if not path.exists():
         raise RagtuneError(f"training file {path} does not exist")
-    examples: list[QAExample] = []
     problems: list[Problem] = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                examples.append(parse_row(json.loads(raw), n, known_ids=known_ids, require_answers=require_answers))
-            except (ValueError, json.JSONDecodeError) as e:
-                msg = f"not valid JSON ({e.msg})" if isinstance(e, json.JSONDecodeError) else str(e)
-                if strict:
-                    raise RagtuneError(f"{path} line {n}: {msg}") from None
-                problems.append(Problem(n, msg))
+
+    def bad(n: int, msg: str) -> None:
+        if strict:
+            raise RagtuneError(f"{path} line {n}: {msg}") from None
+        problems.append(Problem(n, msg))
+
+    examples = read_jsonl_rows(path, lambda row, n: parse_row(row, n, known_ids=known_ids, require_answers=require_answers), bad)
     report = LoadReport(str(path), len(examples), problems)
     if problems:
         log.warning(report.summary())
