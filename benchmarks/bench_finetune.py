@@ -14,6 +14,7 @@ decoder over the answer), same batch, k, token sequences and full fine-tuning, a
 step_time_ratio_hf_rag = ragtune seconds / transformers seconds.
 
     .venv/bin/python benchmarks/bench_finetune.py --train-minutes 15 --n-test 50 --k 3
+    .venv/bin/python benchmarks/bench_finetune.py --step-time-only --step-reps 3 --k 2 --out benchmarks/results/finetune_steptime.json
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_token
 
 # -- step time against transformers' RAG ---------------------------------------------------------------------
 
-def _hf_rag(kind: str, gen_cfg, enc_cfg, k: int):
+def _hf_rag(kind: str, gen_cfg, enc_cfg, k: int, ffn: int):
     from transformers import (BartConfig, DPRConfig, RagConfig, RagSequenceForGeneration, RagTokenForGeneration)
 
     q = DPRConfig(vocab_size=enc_cfg.vocab_size, hidden_size=enc_cfg.hidden_size, num_hidden_layers=enc_cfg.num_hidden_layers,
@@ -116,7 +117,7 @@ def _hf_rag(kind: str, gen_cfg, enc_cfg, k: int):
     layers = gen_cfg.num_hidden_layers
     g = BartConfig(vocab_size=gen_cfg.vocab_size, d_model=gen_cfg.hidden_size, encoder_layers=layers, decoder_layers=layers,
                    encoder_attention_heads=gen_cfg.num_attention_heads, decoder_attention_heads=gen_cfg.num_attention_heads,
-                   encoder_ffn_dim=gen_cfg.intermediate_size, decoder_ffn_dim=gen_cfg.intermediate_size,
+                   encoder_ffn_dim=ffn, decoder_ffn_dim=ffn,
                    max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=2,
                    forced_bos_token_id=None, forced_eos_token_id=None)
     cfg = RagConfig.from_question_encoder_generator_configs(q, g, n_docs=k)
@@ -125,12 +126,30 @@ def _hf_rag(kind: str, gen_cfg, enc_cfg, k: int):
     return cls(cfg)
 
 
+def matched_ffn(gen_cfg) -> int:
+    """BART FFN width whose layer has the parameters (so the FLOPs per token) of the decoder-only layer.
+
+    SmolLM2's layer is grouped-query attention (q, o: d x d; k, v: d x d*kv/heads) and a SwiGLU MLP (3 x d x f);
+    a BART layer is 4 d x d attention and a 2-matrix FFN. With the same f a BART layer does 13% less work per
+    context token, which would time two architectures, not two implementations.
+    """
+    d, f = gen_cfg.hidden_size, gen_cfg.intermediate_size
+    kv = getattr(gen_cfg, "num_key_value_heads", None) or gen_cfg.num_attention_heads
+    ours = 2 * d * d + 2 * d * d * kv // gen_cfg.num_attention_heads + 3 * d * f
+    return round((ours - 4 * d * d) / (2 * d))
+
+
 def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch: int, reps: int) -> dict:
-    """Seconds per training step, ragtune Trainer vs transformers RAG, interleaved so machine load hits both."""
+    """Seconds per training step, ragtune Trainer vs transformers RAG, interleaved so machine load hits both.
+
+    Two HF generators: BART layers with the decoder-only layer's parameter count (``matched_ffn``, the headline
+    ratio) and BART layers with SmolLM2's FFN width (less work per token; reported alongside).
+    """
     gen, enc, retriever = trainer.generator, trainer.encoder, trainer.retriever
     params = trainer.params_gen + trainer.params_enc
     opt = torch.optim.AdamW(params, lr=1e-5)
     batches = [rows[i * batch:(i + 1) * batch] for i in range(reps + 1)]
+    ffns = {"hf": matched_ffn(gen.model.config), "hf-ffn-same": gen.model.config.intermediate_size}
 
     def ours(b, mode):
         opt.zero_grad(set_to_none=True)
@@ -166,23 +185,29 @@ def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch:
         out.loss.mean().backward()  # reduce_loss=False: one NLL per question
         o.step()
 
-    times: dict[str, list[float]] = {"ragtune-rag-sequence": [], "ragtune-rag-token": [], "hf-rag-sequence": [], "hf-rag-token": []}
-    for m in ("rag-sequence", "rag-token"):  # one HF model (and its optimiser state) alive at a time
-        model = _hf_rag(m, gen.model.config, enc.model.config, k)
-        o = torch.optim.AdamW(model.parameters(), lr=1e-5)
-        for i, b in enumerate(batches):
-            for name, fn in ((f"ragtune-{m}", lambda: ours(b, m)), (f"hf-{m}", lambda: theirs(model, o, b))):
-                t = time.perf_counter()
-                fn()
-                if i > 0:  # the first round warms up allocators and caches
-                    times[name].append(time.perf_counter() - t)
-            log(f"  step-time {m} round {i}: " + ", ".join(f"{n} {v[-1]:.2f}s" for n, v in times.items() if v))
-        del model, o
+    times: dict[str, list[float]] = {}
+    for m in ("rag-sequence", "rag-token"):
+        for hf_name, ffn in ffns.items():  # one HF model (and its optimiser state) alive at a time
+            model = _hf_rag(m, gen.model.config, enc.model.config, k, ffn)
+            o = torch.optim.AdamW(model.parameters(), lr=1e-5)
+            for i, b in enumerate(batches):
+                for name, fn in ((f"ragtune-{m}", lambda: ours(b, m)), (f"{hf_name}-{m}", lambda: theirs(model, o, b))):
+                    t = time.perf_counter()
+                    fn()
+                    if i > 0:  # the first round warms up allocators and caches
+                        times.setdefault(name, []).append(time.perf_counter() - t)
+                log(f"  step-time {m} {hf_name} round {i}: " + ", ".join(f"{n} {v[-1]:.2f}s" for n, v in times.items() if v))
+            del model, o
     med = {n: float(np.median(v)) for n, v in times.items()}
     out = {"reps": reps, "batch_size": batch, "k": k, "seconds_per_step_median": med, "seconds_all": times,
-           "ratio_rag_sequence": med["ragtune-rag-sequence"] / med["hf-rag-sequence"],
-           "ratio_rag_token": med["ragtune-rag-token"] / med["hf-rag-token"],
-           "hf_generator": "BART, d_model/heads/ffn/vocab of SmolLM2-135M, 30+30 layers; DPR question encoder with MiniLM sizes"}
+           "hf_ffn": ffns, "smollm2_ffn": gen.model.config.intermediate_size,
+           "hf_generator": "BART, SmolLM2-135M's d_model/heads/vocab, 30+30 layers; 'hf' has FFN width matched_ffn() "
+                           "(a BART layer with the parameters of a SmolLM2 layer), 'hf-ffn-same' SmolLM2's FFN width; "
+                           "DPR question encoder with MiniLM sizes"}
+    for m in ("rag-sequence", "rag-token"):
+        key = m.replace("-", "_")
+        out[f"ratio_{key}"] = med[f"ragtune-{m}"] / med[f"hf-{m}"]
+        out[f"ratio_{key}_ffn_same"] = med[f"ragtune-{m}"] / med[f"hf-ffn-same-{m}"]
     out["step_time_ratio_hf_rag"] = max(out["ratio_rag_sequence"], out["ratio_rag_token"])
     return out
 
@@ -201,6 +226,7 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=12)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--step-reps", type=int, default=2, help="timed steps per implementation (0 skips the HF comparison)")
+    ap.add_argument("--step-time-only", action="store_true", help="only the HF comparison, written into the existing --out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -233,9 +259,12 @@ def main() -> None:
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
 
-    res["recall_before"] = recall_at(retriever, sample, pid_of)
-    log(f"recall before {res['recall_before']}")
-    save()
+    if args.step_time_only:  # a file of its own: a training run may be writing --out meanwhile
+        res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k}
+    else:
+        res["recall_before"] = recall_at(retriever, sample, pid_of)
+        log(f"recall before {res['recall_before']}")
+        save()
     if args.step_reps > 0:
         log("step time: ragtune vs transformers RAG (full fine-tuning, same batch, k and sequences)")
         full = Trainer(rag, train_rows, None, TrainingConfig(batch_size=args.batch_size, max_steps=1), WORK / "steptime",
@@ -251,6 +280,8 @@ def main() -> None:
             p.grad = None
         del full, base, enc_base
         save()
+        if args.step_time_only:
+            return
 
     log("evaluating before training")
     gen.model.eval()
