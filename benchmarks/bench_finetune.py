@@ -226,13 +226,19 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=12)
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--step-reps", type=int, default=2, help="timed steps per implementation (0 skips the HF comparison)")
-    ap.add_argument("--step-time-only", action="store_true", help="only the HF comparison, written into the existing --out")
+    ap.add_argument("--step-time-only", action="store_true", help="only the HF comparison, into a file of its own (--out)")
+    ap.add_argument("--after-only", action="store_true",
+                    help="only the after-training evaluation (--modes) of the model a run saved, into --out; "
+                         "so the modes can be evaluated in parallel processes")
+    ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     # One thread: on a shared 2-core machine two spinning OpenMP threads per process thrash.
     torch.set_num_threads(args.threads)
     modes = args.modes.split(",")
+    if args.merge:
+        return merge_parts(args.out, args.merge)
 
     data = load_squad(SQUAD)
     split = open_book_split(data)
@@ -259,9 +265,19 @@ def main() -> None:
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
 
-    if args.step_time_only:  # a file of its own: a training run may be writing --out meanwhile
+    if args.step_time_only or args.after_only:  # a file of its own: a training run may be writing its --out
         res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k}
-    else:
+    if args.after_only:
+        from ragtune.rag.model import _swap_query_encoder
+        from ragtune.retrieval.dense.encoder import Encoder
+
+        trained = WORK / "finetune_out"
+        rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
+        _swap_query_encoder(retriever, Encoder.load(trained / "query_encoder"))
+        evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res)
+        save()
+        return
+    if not args.step_time_only:
         res["recall_before"] = recall_at(retriever, sample, pid_of)
         log(f"recall before {res['recall_before']}")
         save()
@@ -310,15 +326,37 @@ def main() -> None:
     log(f"trained {steps} steps in {seconds / 60:.1f} min; {res['train_examples_per_s']:.2f} ex/s; peak RSS {res['peak_rss_mb']:.0f} MB")
     save()
 
+    evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res)
+    save()
+    log(f"EM rag-sequence {res['em_before']} -> {res['em_after']}")
+
+
+def evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res) -> None:
     res["recall_after"] = recall_at(retriever, sample, pid_of)
     log(f"recall after {res['recall_after']}")
     log("evaluating after training")
-    gen.model.eval()
+    rag.generator.model.eval()
     res["after"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
     res["em_after"] = res["after"].get("rag-sequence", {}).get("em")
-    res["peak_rss_mb"] = peak_rss_mb()
-    save()
-    log(f"EM rag-sequence {res['em_before']} -> {res['em_after']}")
+    res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), peak_rss_mb())
+
+
+def merge_parts(out: Path, parts: list[Path]) -> None:
+    """Fold the files of --after-only and --step-time-only processes into the main results file."""
+    res = json.loads(out.read_text())
+    for part in parts:
+        d = json.loads(part.read_text())
+        if "after" in d:
+            res.setdefault("after", {}).update(d["after"])
+            res["recall_after"] = d["recall_after"]
+            res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), d["peak_rss_mb"])
+            res.setdefault("after_commands", []).append(d["command"])
+        if "step_time" in d:
+            res.update(step_time=d["step_time"], step_time_ratio_hf_rag=d["step_time_ratio_hf_rag"],
+                       step_time_command=d["command"])
+    res["em_after"] = res.get("after", {}).get("rag-sequence", {}).get("em")
+    out.write_text(json.dumps(res, indent=1))
+    log(f"merged {len(parts)} file(s) into {out}")
 
 
 if __name__ == "__main__":
