@@ -93,8 +93,8 @@ def recall_at(retriever: DenseRetriever, questions, pid_of: dict[str, int], ks=(
     return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}
 
 
-def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_tokens: int) -> dict:
-    out = {}
+def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_tokens: int, on_mode=None) -> dict:
+    out: dict = {}
     for mode in modes:
         t = time.perf_counter()
         rep = evaluate_qa(rag, examples, mode=mode, k=k, batch_size=4, max_new_tokens=max_new_tokens)
@@ -104,6 +104,8 @@ def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_token
         d["examples"] = rep.predictions[:3]
         out[mode] = d
         log(f"  {mode:13s} EM {d['em']:.1f} F1 {d['f1']:.1f} ({d['wall_seconds']:.0f} s)")
+        if on_mode is not None:  # a long evaluation keeps what it has
+            on_mode(out)
     return out
 
 
@@ -230,6 +232,8 @@ def main() -> None:
     ap.add_argument("--after-only", action="store_true",
                     help="only the after-training evaluation (--modes) of the model a run saved, into --out; "
                          "so the modes can be evaluated in parallel processes")
+    ap.add_argument("--before-only", action="store_true", help="only the untrained model's evaluation (--modes), into --out")
+    ap.add_argument("--skip-before", action="store_true", help="train without the before evaluation (run --before-only apart)")
     ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=OUT)
@@ -265,8 +269,17 @@ def main() -> None:
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
 
-    if args.step_time_only or args.after_only:  # a file of its own: a training run may be writing its --out
+    if args.step_time_only or args.after_only or args.before_only:  # a file of its own: a run may be writing --out
         res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k}
+    if args.before_only:
+        gen.model.eval()
+
+        def keep(partial: dict) -> None:
+            res["before"], res["peak_rss_mb"] = partial, peak_rss_mb()
+            save()
+
+        evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
+        return
     if args.after_only:
         from ragtune.rag.model import _swap_query_encoder
         from ragtune.retrieval.dense.encoder import Encoder
@@ -274,8 +287,7 @@ def main() -> None:
         trained = WORK / "finetune_out"
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
         _swap_query_encoder(retriever, Encoder.load(trained / "query_encoder"))
-        evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res)
-        save()
+        evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
         return
     if not args.step_time_only:
         res["recall_before"] = recall_at(retriever, sample, pid_of)
@@ -299,11 +311,12 @@ def main() -> None:
         if args.step_time_only:
             return
 
-    log("evaluating before training")
-    gen.model.eval()
-    res["before"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
-    res["em_before"] = res["before"].get("rag-sequence", {}).get("em")
-    save()
+    if not args.skip_before:
+        log("evaluating before training")
+        gen.model.eval()
+        res["before"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
+        res["em_before"] = res["before"].get("rag-sequence", {}).get("em")
+        save()
 
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
                          encoder_lr=args.encoder_lr, batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
@@ -326,18 +339,23 @@ def main() -> None:
     log(f"trained {steps} steps in {seconds / 60:.1f} min; {res['train_examples_per_s']:.2f} ex/s; peak RSS {res['peak_rss_mb']:.0f} MB")
     save()
 
-    evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res)
+    evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
     save()
-    log(f"EM rag-sequence {res['em_before']} -> {res['em_after']}")
+    log(f"EM rag-sequence {res.get('em_before')} -> {res['em_after']}")
 
 
-def evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res) -> None:
+def evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save) -> None:
     res["recall_after"] = recall_at(retriever, sample, pid_of)
     log(f"recall after {res['recall_after']}")
     log("evaluating after training")
     rag.generator.model.eval()
-    res["after"] = evaluate(rag, examples, args.k, modes, args.max_new_tokens)
-    res["em_after"] = res["after"].get("rag-sequence", {}).get("em")
+
+    def keep(partial: dict) -> None:
+        res["after"] = partial
+        res["em_after"] = partial.get("rag-sequence", {}).get("em")
+        save()
+
+    evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
     res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), peak_rss_mb())
 
 
@@ -346,6 +364,9 @@ def merge_parts(out: Path, parts: list[Path]) -> None:
     res = json.loads(out.read_text())
     for part in parts:
         d = json.loads(part.read_text())
+        if "before" in d:
+            res.setdefault("before", {}).update(d["before"])
+            res.setdefault("before_commands", []).append(d["command"])
         if "after" in d:
             res.setdefault("after", {}).update(d["after"])
             res["recall_after"] = d["recall_after"]
@@ -354,6 +375,7 @@ def merge_parts(out: Path, parts: list[Path]) -> None:
         if "step_time" in d:
             res.update(step_time=d["step_time"], step_time_ratio_hf_rag=d["step_time_ratio_hf_rag"],
                        step_time_command=d["command"])
+    res["em_before"] = res.get("before", {}).get("rag-sequence", {}).get("em")
     res["em_after"] = res.get("after", {}).get("rag-sequence", {}).get("em")
     out.write_text(json.dumps(res, indent=1))
     log(f"merged {len(parts)} file(s) into {out}")
