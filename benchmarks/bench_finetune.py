@@ -199,7 +199,7 @@ def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch:
                     if i > 0:  # the first round warms up allocators and caches
                         times.setdefault(name, []).append(time.perf_counter() - t)
                 log(f"  step-time {m} {hf_name} round {i}: " + ", ".join(f"{n} {v[-1]:.2f}s" for n, v in times.items() if v))
-            del model, o
+            model = o = None  # freed before the next HF model is built
     med = {n: float(np.median(v)) for n, v in times.items()}
     out = {"reps": reps, "batch_size": batch, "k": k, "seconds_per_step_median": med, "seconds_all": times,
            "hf_ffn": ffns, "smollm2_ffn": gen.model.config.intermediate_size,

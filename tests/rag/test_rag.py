@@ -123,7 +123,7 @@ def test_rag_token_greedy_with_one_passage_equals_concat(rag: RAG):
 
 def test_rag_token_greedy_follows_the_mixture(rag: RAG):
     """Each token of the cached, batched decoder is the argmax of the mixture recomputed from scratch."""
-    from ragtune.rag.decoding import MixtureStep, rag_token_decode
+    from ragtune.rag.decoding import rag_token_decode
 
     g = rag.generator
     hits = rag.retrieve(Q)

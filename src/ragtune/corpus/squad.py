@@ -118,7 +118,13 @@ class QARecord:
     answers: list[str]
     positive_ids: list[int] = field(default_factory=list)  # passage-store ids
     positive_texts: list[str] = field(default_factory=list)
-    line: int = 0  # 1-based line in the file
+    line: int = 0  # 1-based line in the file; 0 when built in memory
+
+    def to_row(self) -> dict[str, Any]:
+        """The JSONL row (optional fields only when set)."""
+        row = {"question": self.question, "answers": self.answers, "positive_ids": self.positive_ids,
+               "positive_texts": self.positive_texts}
+        return {k: v for k, v in row.items() if v or k in ("question", "answers")}
 
 
 def parse_qa_row(row: Any, line: int = 0, *, require_answers: bool = False) -> QARecord:

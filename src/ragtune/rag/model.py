@@ -250,8 +250,6 @@ class RAG:
         return mode, k, self.thorough if thorough is None else bool(thorough), gen
 
     def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any]) -> list[RagOutput]:
-        import torch
-
         from ragtune.rag.decoding import rag_sequence_decode, rag_token_decode
 
         if not questions:

@@ -14,27 +14,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
-from ragtune.corpus.squad import parse_qa_row, read_jsonl_rows
+from ragtune.corpus.squad import QARecord, parse_qa_row, read_jsonl_rows
 from ragtune.errors import RagtuneError
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class QAExample:
-    question: str
-    answers: list[str]
-    positive_ids: list[int] = field(default_factory=list)
-    positive_texts: list[str] = field(default_factory=list)
-    line: int = 0  # 1-based line in the source file; 0 when built in memory
-
-    def to_row(self) -> dict[str, Any]:
-        row = {k: v for k, v in asdict(self).items() if k != "line"}
-        return {k: v for k, v in row.items() if v or k in ("question", "answers")}
+QAExample = QARecord  # a training row is the corpus' QA record: {question, answers, positive_ids?, positive_texts?}
 
 
 @dataclass
@@ -66,7 +56,7 @@ def parse_row(obj: Any, line: int, *, known_ids: Container[int] | None = None, r
         missing = [i for i in r.positive_ids if i not in known_ids]
         if missing:
             raise ValueError(f"positive_ids not in the index: {missing[:5]}")
-    return QAExample(r.question, r.answers, r.positive_ids, r.positive_texts, line)
+    return r
 
 
 def load_examples(
