@@ -353,10 +353,10 @@ def evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, s
     def keep(partial: dict) -> None:
         res["after"] = partial
         res["em_after"] = partial.get("rag-sequence", {}).get("em")
+        res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), peak_rss_mb())
         save()
 
     evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
-    res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), peak_rss_mb())
 
 
 def merge_parts(out: Path, parts: list[Path]) -> None:
@@ -370,7 +370,7 @@ def merge_parts(out: Path, parts: list[Path]) -> None:
         if "after" in d:
             res.setdefault("after", {}).update(d["after"])
             res["recall_after"] = d["recall_after"]
-            res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), d["peak_rss_mb"])
+            res["peak_rss_mb"] = max(res.get("peak_rss_mb", 0.0), d.get("peak_rss_mb", 0.0))
             res.setdefault("after_commands", []).append(d["command"])
         if "step_time" in d:
             res.update(step_time=d["step_time"], step_time_ratio_hf_rag=d["step_time_ratio_hf_rag"],
