@@ -9,7 +9,7 @@ from ragtune.errors import RagtuneError
 from ragtune.generation import Generator
 from ragtune.generation.generator import length_buckets
 from ragtune.generation.prompts import DEFAULT_TEMPLATE, build_prompt
-from tests.helpers.tiny_lm import tiny_causal_lm, tiny_seq2seq_lm
+from tests.helpers.tiny_lm import raw_log_softmax, raw_logprob, tiny_causal_lm, tiny_seq2seq_lm
 
 PASSAGE = Passage(1, "eiffel", "The Eiffel Tower was completed in 1889.", "Eiffel Tower")
 ARCHS = ["llama", "gpt2", "llama-chat", "t5", "bart"]
@@ -25,20 +25,6 @@ def gen(request, tmp_path_factory) -> Generator:
     return Generator(str(path), max_new_tokens=5)
 
 
-def brute_logprob(g: Generator, prompt: str, target_ids: list[int]) -> float:
-    """log P(target | prompt) from one unpadded full forward pass of the raw model."""
-    p = torch.tensor([g.encode_prompts([prompt])[0]])
-    y = torch.tensor([target_ids])
-    with torch.no_grad():
-        if g.is_seq2seq:
-            start = g.model.config.decoder_start_token_id
-            dec = torch.cat([torch.tensor([[start]]), y[:, :-1]], 1)
-            logits = g.model(input_ids=p, decoder_input_ids=dec).logits[0]
-        else:
-            logits = g.model(input_ids=torch.cat([p, y], 1)).logits[0, p.shape[1] - 1:-1]
-    return float(logits.log_softmax(-1).gather(-1, y[0, :, None]).sum())
-
-
 def test_token_logprobs_match_raw_model_despite_padding(gen: Generator):
     prompts = [gen.build_prompt("When was it completed?", [PASSAGE]), gen.build_prompt("Who?"), "x"]
     targets = ["1889", "Denver Broncos won", "a"]
@@ -48,7 +34,7 @@ def test_token_logprobs_match_raw_model_despite_padding(gen: Generator):
     assert mask.sum(-1).tolist() == [len(y) for y in ys]
     assert all(y[-1] == gen.eos_token_ids[0] for y in ys)  # the model learns to stop
     for i in range(3):
-        assert float((lp[i] * mask[i]).sum()) == pytest.approx(brute_logprob(gen, prompts[i], ys[i]), abs=1e-4)
+        assert float((lp[i] * mask[i]).sum()) == pytest.approx(raw_logprob(gen, prompts[i], ys[i]), abs=1e-4)
     chunked, _ = gen.token_logprobs(prompts, targets, batch_size=1)
     torch.testing.assert_close(chunked, lp, atol=1e-5, rtol=0)
 
@@ -59,15 +45,7 @@ def test_vocab_mean_is_the_mean_log_softmax(gen: Generator):
     lp, mask, mean = gen.token_logprobs(prompts, targets, vocab_mean=True)
     ys = gen.encode_targets(targets, prompts)
     for i in range(2):
-        p = torch.tensor([gen.encode_prompts([prompts[i]])[0]])
-        y = torch.tensor([ys[i]])
-        with torch.no_grad():
-            if gen.is_seq2seq:
-                dec = torch.cat([torch.tensor([[gen.model.config.decoder_start_token_id]]), y[:, :-1]], 1)
-                logits = gen.model(input_ids=p, decoder_input_ids=dec).logits[0]
-            else:
-                logits = gen.model(input_ids=torch.cat([p, y], 1)).logits[0, p.shape[1] - 1:-1]
-        expect = logits.log_softmax(-1).mean(-1)
+        expect = raw_log_softmax(gen, prompts[i], ys[i]).mean(-1)
         torch.testing.assert_close(mean[i, : len(ys[i])], expect, atol=1e-4, rtol=0)
         assert not mean[i, len(ys[i]):].any()
     torch.testing.assert_close(lp, gen.token_logprobs(prompts, targets)[0])
@@ -99,7 +77,7 @@ def test_generate_logprob_is_the_models(gen: Generator, decoding: str):
     assert len(outs) == 2
     for p, o in zip(prompts, outs):
         assert 1 <= len(o.token_ids) <= 5
-        assert o.logprob == pytest.approx(brute_logprob(gen, p, o.token_ids), abs=1e-3)
+        assert o.logprob == pytest.approx(raw_logprob(gen, p, o.token_ids), abs=1e-3)
 
 
 def test_greedy_batch_equals_one_by_one(gen: Generator):

@@ -103,3 +103,22 @@ def tiny_seq2seq_lm(
     model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     return out_dir
+
+
+def raw_log_softmax(g, prompt: str, target_ids: list[int]) -> torch.Tensor:
+    """(T, V) log P(v | prompt, target_<t) from one unpadded forward pass of a ``Generator``'s raw model: the
+    reference that padded, batched scoring is checked against."""
+    p = torch.tensor([g.encode_prompts([prompt])[0]])
+    y = torch.tensor([target_ids])
+    with torch.no_grad():
+        if g.is_seq2seq:
+            dec = torch.cat([torch.tensor([[g.model.config.decoder_start_token_id]]), y[:, :-1]], 1)
+            logits = g.model(input_ids=p, decoder_input_ids=dec).logits[0]
+        else:
+            logits = g.model(input_ids=torch.cat([p, y], 1)).logits[0, p.shape[1] - 1:-1]
+    return logits.log_softmax(-1)
+
+
+def raw_logprob(g, prompt: str, target_ids: list[int]) -> float:
+    """log P(target | prompt) from ``raw_log_softmax``."""
+    return float(raw_log_softmax(g, prompt, target_ids).gather(-1, torch.tensor(target_ids)[:, None]).sum())

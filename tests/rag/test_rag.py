@@ -13,7 +13,7 @@ from ragtune.rag.decoding import beam_search
 from ragtune.rag.model import RAG
 from ragtune.rag.output import RagOutput
 from ragtune.retrieval.base import Hits
-from tests.helpers.tiny_lm import tiny_causal_lm, tiny_seq2seq_lm
+from tests.helpers.tiny_lm import raw_logprob, tiny_causal_lm, tiny_seq2seq_lm
 from tests.rag.fakes import PASSAGES, DictStore, FakeRetriever
 
 Q = ["When was the Eiffel Tower completed?", "Who won Super Bowl 50?"]
@@ -29,15 +29,7 @@ def rag(request, tmp_path_factory) -> RAG:
 
 def raw_loglik(g: Generator, prompt: str, answer: str) -> float:
     """log P(answer + eos | prompt) from one unpadded forward pass of the raw model."""
-    p = torch.tensor([g.encode_prompts([prompt])[0]])
-    y = torch.tensor([g.encode_targets([answer], [prompt])[0]])
-    with torch.no_grad():
-        if g.is_seq2seq:
-            dec = torch.cat([torch.tensor([[g.model.config.decoder_start_token_id]]), y[:, :-1]], 1)
-            logits = g.model(input_ids=p, decoder_input_ids=dec).logits[0]
-        else:
-            logits = g.model(input_ids=torch.cat([p, y], 1)).logits[0, p.shape[1] - 1:-1]
-    return float(logits.log_softmax(-1).gather(-1, y[0, :, None]).sum())
+    return raw_logprob(g, prompt, g.encode_targets([answer], [prompt])[0])
 
 
 def test_rag_sequence_loglik_is_brute_force_marginal(rag: RAG):
