@@ -343,7 +343,7 @@ class Generator(LazyModel):
         order: list[int] = []
         parts, means = [], []
         for rows in length_buckets(lengths, batch_size or len(prompts)):
-            lp, mean = self._score([p_ids[i] for i in rows], [y_ids[i] for i in rows], T)
+            lp, mean = self._score([p_ids[i] for i in rows], [y_ids[i] for i in rows], T, vocab_mean)
             parts.append(lp)
             means.append(mean)
             order.extend(rows)
@@ -358,8 +358,10 @@ class Generator(LazyModel):
             return logp, mask, torch.cat(means, 0)[inverse.to(logp.device)]
         return logp, mask
 
-    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-        """(N, width) target log-probs and vocabulary-mean log-probs of one forward pass, padded to ``width``."""
+    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int,
+               vocab_mean: bool) -> tuple["torch.Tensor", "torch.Tensor | None"]:
+        """(N, width) target log-probs of one forward pass, padded to ``width``, and the vocabulary-mean
+        log-probs when ``vocab_mean`` (else None: a pass over (N, T, V) that most callers do not need)."""
         import torch
 
         dev, pad = self.device, self.pad_token_id
@@ -399,9 +401,10 @@ class Generator(LazyModel):
         norm = logits.logsumexp(-1)
         valid = (torch.arange(T)[None] < lens[:, None]).to(dev)
         logp = (logits.gather(-1, tgt[..., None]).squeeze(-1) - norm).masked_fill(~valid, 0.0)
-        mean = (logits.mean(-1) - norm).masked_fill(~valid, 0.0)
+        mean = (logits.mean(-1) - norm).masked_fill(~valid, 0.0) if vocab_mean else None
         if width > T:
-            logp, mean = (torch.nn.functional.pad(x, (0, width - T)) for x in (logp, mean))
+            logp = torch.nn.functional.pad(logp, (0, width - T))
+            mean = torch.nn.functional.pad(mean, (0, width - T)) if mean is not None else None
         return logp, mean
 
     # ---- persistence ---------------------------------------------------------------------------------------
