@@ -39,7 +39,7 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
 from ragtune.training.data import QAExample
 from ragtune.training.trainer import Trainer
-from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
+from shared_data import DATASETS, MemoryStore  # benchmarks/shared_data.py: ../shared/datasets
 
 HERE = Path(__file__).parent
 SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
@@ -47,14 +47,6 @@ WORK = HERE / ".work"
 OUT = HERE / "results" / "finetune.json"
 QA_JSON = HERE / "results" / "qa.json"
 MODES = ("rag-sequence", "rag-token", "concat")
-
-
-class Store:
-    def __init__(self, passages: list[Passage]):
-        self.by_id = {p.id: p for p in passages}
-
-    def get(self, ids):
-        return [self.by_id.get(int(i)) for i in ids]
 
 
 def log(msg: str) -> None:
@@ -265,7 +257,7 @@ def main() -> None:
 
     log(f"kb={len(passages)} train={len(train_rows)} test={len(examples)} ({sample_source})")
     retriever = dense_retriever(passages)
-    store = Store(passages)
+    store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
 

@@ -31,18 +31,10 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.base import Hits
 from ragtune.retrieval.sparse import BM25Retriever
-from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
+from shared_data import DATASETS, MemoryStore  # benchmarks/shared_data.py: ../shared/datasets
 
 SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 OUT = Path(__file__).parent / "results" / "qa.json"
-
-
-class Store:
-    def __init__(self, passages):
-        self.by_id = {p.id: p for p in passages}
-
-    def get(self, ids):
-        return [self.by_id.get(int(i)) for i in ids]
 
 
 class GoldRetriever:
@@ -141,7 +133,7 @@ def main() -> None:
     bm25 = BM25Retriever()
     bm25.add(passages)
     index_seconds = time.perf_counter() - t
-    store = Store(passages)
+    store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens, decoding="greedy")
     gold = GoldRetriever({q.question: pid_of[q.doc_id] for q in sample})
 
