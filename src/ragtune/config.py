@@ -92,6 +92,9 @@ class RagConfig(Section):
 
 
 class TrainingConfig(Section):
+    # rag: -log P(y|q) through generator and retriever; contrastive (DPR: in-batch and BM25 hard negatives)
+    # and lm-supervised (KL to the generator's preference over the top k) train the retriever alone.
+    objective: Literal["rag", "contrastive", "lm-supervised"] = "rag"
     mode: Literal["rag-sequence", "rag-token"] = "rag-sequence"
     epochs: float = 1.0
     max_steps: int | None = None
@@ -112,6 +115,9 @@ class TrainingConfig(Section):
     reindex_every: int = 500
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     length_normalize: bool = False  # divide each answer's NLL by its token count
+    hard_negatives: int = Field(1, ge=0)  # contrastive: BM25 negatives per question (the index needs bm25)
+    contrastive_temperature: float = Field(0.05, gt=0)  # contrastive: softmax over f(q, z) / this
+    lm_temperature: float = Field(1.0, gt=0)  # lm-supervised: target softmax(log P(y|q,z) / this)
     eval_every: int = 200
     save_every: int = 200
     early_stopping_patience: int | None = None

@@ -7,18 +7,8 @@ import pytest
 
 from ragtune.cli import main
 from ragtune.training.data import write_examples
-from tests.training.conftest import small_world  # noqa: F401  (the session fixture)
-
-
-def _toml(path, world):
-    g = world["cfg"].generator
-    path.write_text(
-        "[generator]\n"
-        f"model = {json.dumps(g.model)}\nprompt_template = {json.dumps(g.prompt_template)}\nmax_new_tokens = 3\n"
-        "[rag]\nk = 3\ndoc_temperature = 0.05\nretriever = \"dense\"\n"
-        "[training]\nbatch_size = 4\neval_every = 2\nsave_every = 2\nlr = 0.001\n"
-    )
-    return path
+from tests.helpers.cli import fail
+from tests.training.conftest import small_world, world_toml as _toml  # noqa: F401  (the session fixture)
 
 
 def test_train_cli_end_to_end(small_world, tmp_path, capsys):  # noqa: F811
@@ -58,3 +48,26 @@ def test_train_cli_strict_and_bad_freeze(small_world, tmp_path, capsys):  # noqa
     with pytest.raises(SystemExit) as e:
         main(base + ["--freeze", "everything"])
     assert e.value.code == 2 and "cannot freeze" in capsys.readouterr().err
+
+
+def test_train_cli_contrastive_retriever_only(small_world, tmp_path, capsys):  # noqa: F811
+    """Retriever-only training from rows that have positives but no answers (what a BEIR qrels file gives)."""
+    from ragtune.rag.model import RAG
+
+    w = small_world
+    rows = tmp_path / "train.jsonl"
+    write_examples([{"question": e.question, "positive_texts": e.positive_texts} for e in w["train"]], rows)
+    out = tmp_path / "out"
+    base = ["train", "--index", str(w["root"] / "index"), "--train", str(rows), "--out", str(out),
+            "--config", str(_toml(tmp_path / "r.toml", w)), "--max-steps", "2", "--quiet"]
+    err = fail(capsys, *base, "--objective", "contrastive")
+    assert "BM25" in err and "hard_negatives = 0" in err  # this index has no bm25 retriever
+    main(base + ["--objective", "contrastive", "--hard-negatives", "0", "--dev-fraction", "0.2"])
+    metrics = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    evals = [m["eval"] for m in metrics if "eval" in m]
+    assert evals and set(evals[-1]) == {"recall@1", "recall@5"}
+    assert json.loads((out / "ragtune.json").read_text())["training"]["objective"] == "contrastive"
+    assert isinstance(RAG.from_pretrained(out).ask("where does x live ?").answer, str)
+    capsys.readouterr()  # model-loading output
+    err = fail(capsys, *base, "--objective", "dpr")
+    assert "training.objective" in err

@@ -1,6 +1,8 @@
 """A small synthetic world (index + tiny encoder + tiny generator) shared by the trainer tests."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.training.synthetic import PROMPT, make_kb, write_corpus
@@ -31,3 +33,15 @@ def make_rag(world):
     from ragtune.rag.model import RAG
 
     return RAG.from_index(world["root"] / "index", retriever="dense", config=world["cfg"])
+
+
+def world_toml(path, world):
+    """A ragtune.toml for the small world's models (what a user of `ragtune train --config` writes)."""
+    g = world["cfg"].generator
+    path.write_text(
+        "[generator]\n"
+        f"model = {json.dumps(g.model)}\nprompt_template = {json.dumps(g.prompt_template)}\nmax_new_tokens = 3\n"
+        "[rag]\nk = 3\ndoc_temperature = 0.05\nretriever = \"dense\"\n"
+        "[training]\nbatch_size = 4\neval_every = 2\nsave_every = 2\nlr = 0.001\n"
+    )
+    return path

@@ -57,7 +57,7 @@ def test_torchrun_two_ranks_train_like_one_process(small_world, tmp_path):
     from safetensors.torch import load_file
 
     from ragtune.training.data import write_examples
-    from tests.cli.test_train_cli import _toml
+    from tests.training.conftest import world_toml as _toml
 
     w = small_world
     rows = tmp_path / "train.jsonl"

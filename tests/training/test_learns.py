@@ -16,6 +16,10 @@ Phases, in order:
 3. end-to-end RAG-Sequence (100 steps): -log sum_z p(z|q) P(y|q,z) with p(z|q) from f(q,z) = E_q(q) . d_z on
    the retrieved passages' frozen index vectors. The only gradient the query encoder gets is this one, so the
    Recall@1 rise is the RAG loss's doing; EM follows it.
+
+The retriever-only objectives start from the same points: LM-supervised retrieval learns from the warmed-up
+reader's preference over the top k (the reader stays frozen), the contrastive objective from the positives
+and BM25 hard negatives (the generator is never loaded).
 """
 from __future__ import annotations
 
@@ -50,7 +54,7 @@ def world(tmp_path_factory):
         generator={"model": str(lm), "prompt_template": PROMPT, "max_new_tokens": 2},
         rag={"mode": "rag-sequence", "k": K, "doc_temperature": 0.05, "retriever": "dense"},
     )
-    update(root / "index", [root / "corpus"], retrievers=["dense"], config=cfg)
+    update(root / "index", [root / "corpus"], retrievers=["dense", "bm25"], config=cfg)
     w = {"root": root, "kb": kb, "cfg": cfg, "train": kb.rows("train", HELD_OUT), "dev": kb.rows("dev", HELD_OUT)}
     rag = _rag(w)
     w["untrained"] = _trainer(rag, w, root / "untrained").evaluate()
@@ -131,3 +135,33 @@ def test_frozen_query_encoder_leaves_recall_unchanged(world, tmp_path):
     assert after["recall@1"] == untrained["recall@1"]
     assert after["recall@5"] == untrained["recall@5"]
     assert after["em"] <= untrained["recall@1"] + 0.1  # and without better retrieval EM stays capped
+
+
+def test_lm_supervised_retriever_training_follows_the_frozen_reader(world, tmp_path):
+    untrained = world["untrained"]
+    rag = _rag(world)
+    rag.generator.model.load_state_dict(world["reader_state"])
+    result = _trainer(rag, world, tmp_path / "out", objective="lm-supervised", max_steps=60).train()
+    after = result.evals[-1]
+    print(f"untrained {untrained}\nafter LM-supervised {after} ({result.seconds:.1f} s)")
+    assert "em" not in after  # the retriever-only objectives do not generate
+    assert after["recall@1"] >= untrained["recall@1"] + 0.3
+    for n, p in rag.generator.model.state_dict().items():
+        assert torch.equal(p, world["reader_state"][n]), n  # the judge is frozen
+
+
+def test_contrastive_retriever_training_with_bm25_hard_negatives(world, tmp_path):
+    from ragtune.retrieval.index import Index
+
+    untrained = world["untrained"]
+    rag = _rag(world)
+    bm25 = Index.open(world["root"] / "index").retriever("bm25")
+    cfg = TrainingConfig(objective="contrastive", hard_negatives=2, max_steps=60, batch_size=BATCH, encoder_lr=1e-3,
+                         warmup_ratio=0.05, eval_every=1000, save_every=1000, seed=0)
+    tr = Trainer(rag, world["train"], world["dev"], cfg, tmp_path / "out", progress=False, negatives=bm25)
+    result = tr.train()
+    after = result.evals[-1]
+    print(f"untrained {untrained}\nafter contrastive {after} ({result.seconds:.1f} s)")
+    assert after["recall@1"] >= untrained["recall@1"] + 0.3
+    assert rag.generator._model is None  # never loaded
+    assert result.losses[-1] < 0.5 * result.losses[0]

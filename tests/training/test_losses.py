@@ -83,6 +83,21 @@ def test_in_batch_contrastive_hand_computed():
     assert in_batch_contrastive(q, p, temperature=0.5).item() == pytest.approx(L(1 + e ** -2), rel=1e-6)
 
 
+def test_in_batch_contrastive_excludes_false_negatives():
+    e = math.e
+    q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    hn = torch.tensor([[1.0, 0.0]])
+    # Row 0's hard negative is its own positive passage again: dropping it leaves row 0 with [1, 0].
+    exclude = torch.tensor([[False, False, True], [False, False, False]])
+    want = (L(1 + 1 / e) - L(e / (e + 2))) / 2
+    assert in_batch_contrastive(q, p, hn, exclude=exclude).item() == pytest.approx(want, rel=1e-6)
+    # The diagonal is the target and stays, whatever the mask says; excluding everything else gives loss 0.
+    assert in_batch_contrastive(q, p, exclude=torch.ones(2, 2, dtype=torch.bool)).item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="exclude"):
+        in_batch_contrastive(q, p, exclude=torch.zeros(2, 3, dtype=torch.bool))
+
+
 def test_lm_supervised_kl_hand_computed():
     doc = torch.tensor([[L(0.5), L(0.5)]], requires_grad=True)
     ll = torch.tensor([[L(0.2), L(0.6)]], requires_grad=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from ragtune.config import TrainingConfig
 from ragtune.errors import RagtuneError
+from ragtune.training.data import QAExample
 from ragtune.training.checkpoint import load_trainable_state, trainable_state
 from ragtune.training.trainer import Trainer, linear_warmup_decay
 from tests.training.conftest import make_rag
@@ -131,3 +133,70 @@ def test_label_smoothing_and_length_normalisation_reach_the_loss(small_world, tm
               / mask.sum(-1)).sum()
     assert float(got) == pytest.approx(float(expect), rel=1e-6)
     assert float(got) != pytest.approx(float(real(doc, gold, mask, reduction="sum")), rel=1e-2)
+
+
+def _passage_texts(store):
+    ps = [p for batch in store.iter_passages() for p in batch]
+    return np.array([p.id for p in ps], dtype=np.int64), [p.indexed_text for p in ps]
+
+
+def test_doc_encoder_alone_trains_a_copy_reencodes_and_saves_its_index(small_world, tmp_path):
+    from ragtune.rag.model import RAG
+
+    w = small_world
+    rag = make_rag(w)
+    query_before = {n: p.detach().clone() for n, p in rag.retriever.encoder.model.state_dict().items()}
+    tr = Trainer(rag, w["train"], None, _cfg(max_steps=4, train_query_encoder=False, train_doc_encoder=True, reindex_every=2),
+                 tmp_path / "d", index_dir=w["root"] / "index", progress=False)
+    tr.train()
+    assert tr.doc_encoder is not tr.encoder and set(tr.modules) == {"generator", "doc_encoder"}
+    for n, p in tr.encoder.model.state_dict().items():
+        assert torch.equal(p, query_before[n]), n  # the query side stayed frozen
+    assert any(not torch.equal(p, query_before[n]) for n, p in tr.doc_encoder.model.state_dict().items())
+    ids, texts = _passage_texts(rag.store)
+    fresh = tr.doc_encoder.encode_passages(texts)
+    # re-encoded at step 4 (the last): the live index holds the final document encoder's vectors
+    np.testing.assert_allclose(rag.retriever.passage_vectors(ids), fresh, atol=1e-5)
+    loaded = RAG.from_pretrained(tmp_path / "d")
+    np.testing.assert_allclose(loaded.retriever.passage_vectors(ids), fresh, atol=1e-5)
+    untouched = make_rag(w).retriever.passage_vectors(ids)
+    assert not np.allclose(untouched, fresh, atol=1e-4)  # the index on disk is not what the model uses
+
+
+def test_resume_with_a_training_doc_encoder_restores_the_live_index(small_world, tmp_path):
+    w = small_world
+    cfg = _cfg(train_doc_encoder=True, reindex_every=2)  # re-encoded at steps 2, 4, 6; the stop at 3 is between
+    full = Trainer(make_rag(w), w["train"], None, cfg, tmp_path / "a", progress=False).train()
+    first = Trainer(make_rag(w), w["train"], None, cfg, tmp_path / "b", progress=False).train(stop_after=3)
+    rest = Trainer(make_rag(w), w["train"], None, cfg, tmp_path / "b", progress=False).train(resume=True)
+    assert first.losses + rest.losses == full.losses
+
+
+def test_retriever_only_objectives_check_their_inputs(small_world, tmp_path):
+    w = small_world
+    with pytest.raises(RagtuneError, match="BM25"):
+        Trainer(make_rag(w), w["train"], None, _cfg(objective="contrastive"), tmp_path, progress=False)
+    bare = [QAExample(e.question, e.answers) for e in w["train"]]
+    with pytest.raises(RagtuneError, match="no positive_ids or positive_texts"):
+        Trainer(make_rag(w), bare, None, _cfg(objective="contrastive", hard_negatives=0), tmp_path, progress=False)
+    with pytest.raises(RagtuneError, match="both encoders are frozen"):
+        Trainer(make_rag(w), w["train"], None, _cfg(objective="lm-supervised", train_query_encoder=False), tmp_path,
+                progress=False)
+
+
+def test_retriever_only_output_names_the_untouched_generator(small_world, tmp_path):
+    from ragtune.rag.model import RAG
+
+    w = small_world
+    rag = make_rag(w)
+    tr = Trainer(rag, w["train"], w["dev"][:6], _cfg(objective="contrastive", hard_negatives=0, max_steps=2, eval_every=1),
+                 tmp_path / "c", index_dir=w["root"] / "index", progress=False)
+    res = tr.train()
+    assert set(res.best) == {"step", "recall@1", "recall@5"}
+    assert not list((tmp_path / "c" / "generator").glob("*.safetensors"))  # no weights copied
+    tr.save_model(tmp_path / "final")  # the best step may be 1; this is the state after step 2
+    loaded = RAG.from_pretrained(tmp_path / "final")
+    assert loaded.generator.model_name == str(w["lm"].resolve())
+    q = ["where does x live ?"]
+    np.testing.assert_allclose(loaded.retriever.encoder.encode_queries(q), tr.encoder.encode_queries(q), atol=1e-6)
+    assert isinstance(loaded.ask(q[0]).answer, str)

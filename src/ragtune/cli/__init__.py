@@ -26,6 +26,14 @@ def main(argv: list[str] | None = None) -> None:
     except RagtuneError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except ValueError as e:  # pydantic's ValidationError: a bad option or config value
+        from pydantic import ValidationError
+
+        if not isinstance(e, ValidationError):
+            raise
+        bad = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()[:3])
+        print(f"error: invalid setting: {bad}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -19,6 +19,10 @@ def train_cmd(
     dev: Optional[Path] = typer.Option(None, "--dev", help="JSONL dev rows for EM/F1/Recall@k and the best checkpoint."),
     dev_fraction: Optional[float] = typer.Option(None, "--dev-fraction", help="Hold out this share of --train as dev."),
     mode: Optional[str] = typer.Option(None, "--mode", help="rag-sequence or rag-token."),
+    objective: Optional[str] = typer.Option(None, "--objective", help="rag (default: generator and retriever end to end), "
+                                            "or retriever only: contrastive (DPR, in-batch + BM25 hard negatives; rows "
+                                            "need positive_ids or positive_texts) or lm-supervised (KL to the generator)."),
+    hard_negatives: Optional[int] = typer.Option(None, "--hard-negatives", help="contrastive: BM25 negatives per question (0: in-batch only)."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the whole generator."),
     freeze: List[str] = typer.Option([], "--freeze", help="generator, query-encoder or doc-encoder; repeatable."),
     retriever: str = typer.Option("dense", "--retriever", help="Retriever of the index to train through."),
@@ -29,11 +33,13 @@ def train_cmd(
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad row instead of skipping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Fine-tune end to end; writes the best model, metrics.jsonl and a resumable checkpoint into OUT."""
+    """Fine-tune end to end (or the retriever alone); writes the best model, metrics.jsonl and a resumable
+    checkpoint into OUT."""
     from ragtune.training.run import fine_tune, training_overrides
 
     cfg = Config.load(config)
-    cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps))
+    cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps,
+                                                  objective=objective, hard_negatives=hard_negatives))
     trainer, result = fine_tune(index, train, out, dev_file=dev, dev_fraction=dev_fraction, config=cfg, retriever=retriever,
                                 generator=generator, strict=strict, resume=resume, progress=not quiet)
     if quiet or not trainer.info.is_main:

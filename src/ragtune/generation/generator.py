@@ -416,13 +416,22 @@ class Generator(LazyModel):
         d["stop"] = list(d["stop"])
         return d | {"prompt_template": self.prompt_template, "dtype": self.dtype, "use_chat_template": self.use_chat_template}
 
-    def save(self, path: str | Path) -> None:
-        """Weights (or LoRA adapters), tokenizer and ``generator.json`` (decoding defaults, prompt template)."""
+    def save(self, path: str | Path, *, weights: bool = True) -> None:
+        """Weights (or LoRA adapters), tokenizer and ``generator.json`` (decoding defaults, prompt template).
+
+        ``weights=False`` writes only ``generator.json`` naming the model (a packaged name, hub id or absolute
+        path), for a model that did not change, e.g. when only the retriever was fine-tuned.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-        (path / SETTINGS_FILE).write_text(json.dumps(self.settings(), indent=2))
+        settings = self.settings()
+        if weights:
+            self.model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+        else:
+            name = self.model_name
+            settings["base_model"] = str(Path(name).resolve()) if Path(name).exists() else name
+        (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Generator":
@@ -431,7 +440,8 @@ class Generator(LazyModel):
             raise RagtuneError(f"no generator at {path}; pass a directory written by Generator.save or `ragtune train`")
         settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).exists() else {}
         settings.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(str(path), device=device, **settings)
+        model = settings.pop("base_model", None) or str(path)
+        return cls(model, device=device, **settings)
 
 
 def length_buckets(lengths: Sequence[int], max_rows: int, slack: float = 1.15) -> list[list[int]]:

@@ -13,6 +13,7 @@ A training output directory (what ``RAG.from_pretrained`` reads and ``RAG.save_p
 
     model_dir/generator/        Generator.save: save_pretrained weights or LoRA adapters, tokenizer, generator.json
     model_dir/query_encoder/    optional: retrieval.dense.Encoder.save of the trained query encoder
+    model_dir/dense_index/      optional: the passages' vectors from a trained document encoder (VectorIndex.save)
     model_dir/ragtune.json      {"index": "<index dir, absolute or relative to model_dir>",
                                  "rag": {"mode": ..., "k": ..., "doc_temperature": ..., "retriever": ...}}
 """
@@ -143,6 +144,11 @@ class RAG:
 
             if not _swap_query_encoder(rag.retriever, Encoder.load(model_dir / "query_encoder", device=device)):
                 raise RagtuneError(f"{model_dir} has a trained query encoder but retriever {rag.retriever_kind!r} is not dense; use --retriever dense or hybrid")
+        if (model_dir / "dense_index").is_dir():
+            from ragtune.retrieval.dense.vector_index import VectorIndex
+
+            if not _swap_dense_index(rag.retriever, VectorIndex.load(model_dir / "dense_index")):
+                raise RagtuneError(f"{model_dir} has re-encoded passages but retriever {rag.retriever_kind!r} is not dense; use --retriever dense or hybrid")
         return rag
 
     def save_pretrained(self, model_dir: str | Path, *, index_dir: str | Path | None = None, query_encoder: Any = None) -> None:
@@ -356,3 +362,11 @@ def _swap_query_encoder(retriever: Any, encoder: Any) -> bool:
         retriever.encoder = encoder
         return True
     return any(_swap_query_encoder(r, encoder) for r in getattr(retriever, "retrievers", []))
+
+
+def _swap_dense_index(retriever: Any, index: Any) -> bool:
+    """Put passage vectors from a trained document encoder into a dense retriever (or a hybrid's dense part)."""
+    if hasattr(retriever, "encoder"):
+        retriever.index = index
+        return True
+    return any(_swap_dense_index(r, index) for r in getattr(retriever, "retrievers", []))

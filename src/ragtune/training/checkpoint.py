@@ -12,7 +12,7 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -90,10 +90,14 @@ class _AtomicDir:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], state: dict[str, Any],
+                    extra: Callable[[Path], None] | None = None) -> None:
+    """``extra(tmp)`` writes anything else the resume needs (e.g. a re-encoded index) into the same atomic save."""
     with atomic_dir(path) as tmp:
         torch.save(trainable_state(modules), tmp / WEIGHTS_FILE)
         torch.save(state, tmp / STATE_FILE)
+        if extra is not None:
+            extra(tmp)
 
 
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module]) -> dict[str, Any]:

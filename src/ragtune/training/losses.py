@@ -92,12 +92,16 @@ def in_batch_contrastive(
     hard_negatives: torch.Tensor | None = None,
     temperature: float = 1.0,
     reduction: Reduction = "mean",
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DPR's loss: question i against its positive p_i, every other positive in the batch, and hard negatives.
 
     ``q``, ``p`` are (B, d). ``hard_negatives`` is (N, d) or (B, H, d); as in DPR every question scores every
     hard negative of the batch (a (B, H, d) tensor is flattened to (B*H, d)), since they cost nothing extra.
     Scores are dot products divided by ``temperature``; the loss is the cross-entropy of the positive.
+    ``exclude`` (B, B + N) marks candidates that are not negatives of a question although they sit in its row,
+    e.g. another question's positive that is the same passage, or that also answers it (false negatives);
+    the diagonal (each question's own positive) is never excluded.
     """
     if q.shape != p.shape or q.ndim != 2:
         raise ValueError(f"q {tuple(q.shape)} and p {tuple(p.shape)} must both be (B, d)")
@@ -106,6 +110,12 @@ def in_batch_contrastive(
         cands = torch.cat([p, hard_negatives.reshape(-1, q.shape[-1])], dim=0)
     scores = q @ cands.T / temperature
     target = torch.arange(q.shape[0], device=q.device)
+    if exclude is not None:
+        if exclude.shape != scores.shape:
+            raise ValueError(f"exclude {tuple(exclude.shape)} must be (B, candidates) = {tuple(scores.shape)}")
+        drop = exclude.to(scores.device).clone()
+        drop[target, target] = False
+        scores = scores.masked_fill(drop, float("-inf"))
     return F.cross_entropy(scores, target, reduction=reduction)
 
 

@@ -19,9 +19,11 @@ FREEZABLE = {"generator": "train_generator", "query-encoder": "train_query_encod
 
 
 def training_overrides(*, mode: str | None = None, lora: bool | None = None, freeze: Sequence[str] = (),
-                       max_steps: int | None = None) -> dict:
+                       max_steps: int | None = None, objective: str | None = None,
+                       hard_negatives: int | None = None) -> dict:
     """The ``training`` section fields a command line sets (None leaves the config's value)."""
-    fields: dict = {"mode": mode, "lora": lora or None, "max_steps": max_steps}
+    fields: dict = {"mode": mode, "lora": lora or None, "max_steps": max_steps, "objective": objective,
+                    "hard_negatives": hard_negatives}
     for part in freeze:
         if part not in FREEZABLE:
             raise RagtuneError(f"cannot freeze {part!r}: choose from {', '.join(FREEZABLE)}")
@@ -47,19 +49,24 @@ def fine_tune(
     from ragtune.retrieval.index import Index
 
     cfg = config or Config()
+    t = cfg.training
     index = Index.open(index_dir)
     known = set(int(i) for i in index.store.ids())
-    train, report = load_examples(train_file, known_ids=known, strict=strict)
+    # The contrastive objective learns from positives alone; the others score answers.
+    need_answers = t.objective != "contrastive"
+    train, report = load_examples(train_file, known_ids=known, strict=strict, require_answers=need_answers)
     dev = None
     if dev_file is not None:
-        dev, _ = load_examples(dev_file, known_ids=known, strict=strict)
+        dev, _ = load_examples(dev_file, known_ids=known, strict=strict, require_answers=need_answers)
     elif dev_fraction:
         train, dev = split_examples(train, dev_fraction, seed=cfg.training.seed)
-    t = cfg.training
     if retriever != "dense" and (t.train_query_encoder or t.train_doc_encoder):
         raise RagtuneError(f"the {retriever} retriever has no encoder to train; add --freeze query-encoder")
     rag = RAG.from_index(index_dir, retriever=retriever, model=generator or cfg.generator.model, mode=t.mode,
                          k=cfg.rag.k, config=cfg, device=t.device)
+    negatives = None
+    if t.objective == "contrastive" and t.hard_negatives > 0 and "bm25" in index.kinds:
+        negatives = index.retriever("bm25")
     trainer = Trainer(rag, train, dev, t, out_dir, k=cfg.rag.k, doc_temperature=cfg.rag.doc_temperature,
-                      index_dir=index_dir, progress=progress)
+                      index_dir=index_dir, progress=progress, negatives=negatives)
     return trainer, trainer.train(resume=resume)

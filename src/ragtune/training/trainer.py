@@ -1,5 +1,9 @@
 """The fine-tuning loop over a RAG model: generator (full or LoRA), query encoder, optionally document encoder.
 
+``objective`` picks the loss: ``rag`` (-log P(y|q), RAG-Sequence or RAG-Token), or one of two that train the
+retriever alone: ``contrastive`` (DPR: each question's positive against the batch's other positives and BM25
+hard negatives) and ``lm-supervised`` (KL from p(z|q) over the top k to the frozen generator's preference).
+
 One optimiser step consumes ``batch_size * grad_accum`` examples. Each epoch's order is a permutation seeded by
 ``seed + epoch``, so the global step alone fixes the data position and a resumed run replays exactly the
 batches an uninterrupted one would. Under ``torchrun`` every rank takes a strided share of each micro-batch;
@@ -8,11 +12,13 @@ one whatever the shares' sizes.
 
 Retrieval runs without gradient; the query encoder learns through f(q, z) = E_q(q) . d_z with d_z taken from
 the frozen index (``hits.vectors``), or re-embedded with gradient when the document encoder trains, in which
-case the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder.
+case the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder; the
+checkpoint then keeps the live index and the saved model an index encoded by the final document encoder.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import time
@@ -32,12 +38,14 @@ from ragtune.training import checkpoint as ckpt
 from ragtune.training.data import QAExample
 from ragtune.training.distributed import (DistInfo, all_reduce_grads, all_sum, barrier, broadcast_object, gather_objects,
                                          init_distributed, shard)
-from ragtune.training.losses import rag_sequence_nll, rag_token_nll
+from ragtune.training import negatives as neg
+from ragtune.training.losses import in_batch_contrastive, lm_supervised_kl, rag_sequence_nll, rag_token_nll
 
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
 RAG_JSON = "ragtune.json"
+DENSE_INDEX_DIR = "dense_index"  # re-encoded passage vectors, when the document encoder trained
 
 
 @dataclass
@@ -101,6 +109,7 @@ class Trainer:
     ``generator`` (``build_prompt``, ``token_logprobs``, ``generate``, ``model``) and ``store``.
     ``answer_fn(questions) -> answers`` decides how dev answers are produced; by default ``rag.ask_batch``.
     ``retriever_delay`` holds the encoder's LR at 0 for the first steps (see ``linear_warmup_decay``).
+    ``negatives`` is the retriever whose top passages are the contrastive objective's hard negatives (BM25).
     """
 
     def __init__(
@@ -119,6 +128,7 @@ class Trainer:
         progress: bool = True,
         dist_info: DistInfo | None = None,
         retriever_delay: int = 0,
+        negatives: Any = None,
     ) -> None:
         self.rag, self.cfg = rag, config
         self.train_rows, self.dev_rows = list(train), list(dev or [])
@@ -138,6 +148,20 @@ class Trainer:
         self.retriever, self.generator, self.store = rag.retriever, rag.generator, rag.store
         if (config.train_query_encoder or config.train_doc_encoder) and not hasattr(self.retriever, "encoder"):
             raise RagtuneError("training the retriever needs a dense retriever; use --freeze query-encoder with BM25")
+        self.retriever_only = config.objective != "rag"
+        if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
+            raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
+        self.negatives = negatives
+        if config.objective == "contrastive":
+            if config.hard_negatives > 0 and negatives is None:
+                raise RagtuneError("hard negatives need a BM25 retriever: add one to the index (`ragtune index ... "
+                                   "--retriever bm25`) or set training.hard_negatives = 0")
+            lacking = sum(not (e.positive_ids or e.positive_texts) for e in self.train_rows)
+            if lacking:
+                raise RagtuneError(f"{lacking} of {len(self.train_rows)} training rows have no positive_ids or "
+                                   "positive_texts; the contrastive objective needs a positive passage per question")
+        elif config.objective == "lm-supervised" and any(not e.answers for e in self.train_rows):
+            raise RagtuneError("the lm-supervised objective scores each question's answer: every row needs answers")
         self._setup_modules()
 
     # -- setup ---------------------------------------------------------------------------------------------
@@ -145,27 +169,38 @@ class Trainer:
     def _setup_modules(self) -> None:
         cfg = self.cfg
         ckpt.seed_everything(cfg.seed)
-        gen_model = self.generator.model
-        if cfg.train_generator and cfg.lora:
-            gen_model = self._apply_lora(gen_model)
-        for p in gen_model.parameters():
-            p.requires_grad_(cfg.train_generator and not cfg.lora)
-        if cfg.train_generator and cfg.lora:
+        self.modules: dict[str, torch.nn.Module] = {}
+        self.train_generator = cfg.train_generator and not self.retriever_only
+        if cfg.objective != "contrastive":  # the contrastive objective never loads the generator
+            gen_model = self.generator.model
+            if self.train_generator and cfg.lora:
+                gen_model = self._apply_lora(gen_model)
             for n, p in gen_model.named_parameters():
-                p.requires_grad_("lora_" in n)
-        self.modules: dict[str, torch.nn.Module] = {"generator": gen_model}
-        self.encoder = getattr(self.retriever, "encoder", None)
+                p.requires_grad_(self.train_generator and ("lora_" in n if cfg.lora else True))
+            if self.retriever_only:
+                gen_model.eval()  # a frozen judge: no dropout in its scores
+            else:
+                self.modules["generator"] = gen_model
+        self.encoder = self.doc_encoder = getattr(self.retriever, "encoder", None)
         if self.encoder is not None:
-            enc_trains = cfg.train_query_encoder or cfg.train_doc_encoder
+            # One encoder serves queries and the index's passages. When both sides train they stay tied (the
+            # index is re-encoded with the same weights); when only the passage side trains it gets its own copy,
+            # or the frozen query side would move with it; when only the query side trains, the passages are
+            # frozen data (the index vectors).
+            if cfg.train_doc_encoder and not cfg.train_query_encoder:
+                self.doc_encoder = copy.deepcopy(self.encoder)
             for p in self.encoder.model.parameters():
-                p.requires_grad_(enc_trains)
-            # One encoder serves queries and passages in the index; when both sides train they stay tied
-            # (the index is re-encoded with the same weights), when only one trains the other side is frozen
-            # data: the index vectors for passages, or a no-grad pass for queries.
-            if enc_trains:
+                p.requires_grad_(cfg.train_query_encoder)
+            if cfg.train_query_encoder:
                 self.modules["encoder"] = self.encoder.model
-        self.params_gen = [p for p in gen_model.parameters() if p.requires_grad]
-        self.params_enc = [p for p in self.modules["encoder"].parameters()] if "encoder" in self.modules else []
+            if self.doc_encoder is not self.encoder:
+                for p in self.doc_encoder.model.parameters():
+                    p.requires_grad_(True)
+                self.modules["doc_encoder"] = self.doc_encoder.model
+        gen = self.modules.get("generator")
+        self.params_gen = [p for p in gen.parameters() if p.requires_grad] if gen is not None else []
+        self.params_enc = [p for name in ("encoder", "doc_encoder") if name in self.modules
+                           for p in self.modules[name].parameters()]
         if not self.params_gen and not self.params_enc:
             raise RagtuneError("nothing to train: every part is frozen")
 
@@ -242,52 +277,121 @@ class Trainer:
         cfg = self.cfg
         if not (cfg.train_query_encoder or cfg.train_doc_encoder) or self.encoder is None:
             return torch.from_numpy(np.asarray(hits.scores, dtype=np.float32)).to(cfg.device)
-        enc = self.encoder
-        enc.model.train()
-        if cfg.train_query_encoder:
-            q = enc.embed(questions, kind="query")
-        else:
-            with torch.no_grad():
-                q = enc.embed(questions, kind="query")
+        q = self._embed_queries(questions)
         if cfg.train_doc_encoder:
             flat = [p.indexed_text if p is not None else "" for row in passages for p in row]
-            d = enc.embed(flat, kind="passage").view(len(questions), hits.k, -1)
+            d = self._embed_passages(flat).view(len(questions), hits.k, -1)
         else:
             if hits.vectors is None:
                 raise RagtuneError("the retriever did not return passage vectors; a dense retriever is needed")
             d = torch.from_numpy(np.asarray(hits.vectors, dtype=np.float32)).to(q.device)
         return torch.einsum("bd,bkd->bk", q.float(), d.float())
 
+    def _embed_queries(self, questions: list[str]) -> torch.Tensor:
+        if self.cfg.train_query_encoder:
+            self.encoder.model.train()
+            return self.encoder.embed(questions, kind="query")
+        with torch.no_grad():
+            return self.encoder.embed(questions, kind="query")
+
+    def _embed_passages(self, texts: list[str]) -> torch.Tensor:
+        """Passage vectors with gradient, from the document encoder (which trains whenever this is called)."""
+        self.doc_encoder.model.train()
+        return self.doc_encoder.embed(texts, kind="passage")
+
+    def _candidate_vectors(self, cands: list[neg.Candidate], device: Any) -> torch.Tensor:
+        """(C, d) vectors of contrastive candidates: re-embedded with gradient when the document encoder trains,
+        else the index's stored vectors (a positive given only as text is encoded without gradient)."""
+        if self.cfg.train_doc_encoder:
+            return self._embed_passages([c.text for c in cands])
+        out = torch.from_numpy(self.retriever.passage_vectors(
+            np.array([c.id if c.id is not None else EMPTY_ID for c in cands], dtype=np.int64))).to(device)
+        texts = [i for i, c in enumerate(cands) if c.id is None]
+        if texts:
+            with torch.no_grad():
+                self.doc_encoder.model.eval()
+                out[texts] = self.doc_encoder.embed([cands[i].text for i in texts], kind="passage").to(out.dtype)
+        return out
+
     def batch_loss(self, batch: Sequence[QAExample], mode: str | None = None) -> tuple[torch.Tensor, int]:
-        """Summed NLL of a (local) micro-batch and its example count."""
+        """Summed loss of a (local) micro-batch and its example count."""
         if not batch:
             return torch.zeros(()), 0
-        cfg = self.cfg
-        mode = mode or cfg.mode
-        questions = [e.question for e in batch]
-        targets = [e.answers[0] for e in batch]
-        enc_model = self.encoder.model if self.encoder is not None else None
-        if enc_model is not None:
-            enc_model.eval()  # retrieval itself is deterministic: no dropout in the search pass
+        if self.cfg.objective == "contrastive":
+            return self._contrastive_loss(batch), len(batch)
+        hits, passages = self._retrieve([e.question for e in batch])
+        if self.cfg.objective == "lm-supervised":
+            return self._lm_supervised_loss(batch, hits, passages), len(batch)
+        return self._rag_loss(batch, hits, passages, mode or self.cfg.mode), len(batch)
+
+    def _retrieve(self, questions: list[str]) -> tuple[Hits, list[list[Any]]]:
+        if self.encoder is not None:
+            self.encoder.model.eval()  # retrieval itself is deterministic: no dropout in the search pass
         with torch.no_grad():
             hits = self.retriever.search(questions, self.k, return_vectors=True) if self.encoder is not None \
                 else self.retriever.search(questions, self.k)
-        passages = passages_for(self.store, hits.ids)
+        return hits, passages_for(self.store, hits.ids)
+
+    def _prior(self, questions: list[str], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
+        """log p(z|q) (B, K) over the hits, with gradient into whichever encoder trains."""
+        scores = self.doc_scores(questions, hits, passages)
+        valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
+        return doc_log_prior(scores.float(), self.doc_temperature, valid)
+
+    def _passage_prompts(self, questions: list[str], passages: list[list[Any]]) -> list[str]:
+        return [self.generator.build_prompt(q, [p] if p is not None else []) for q, row in zip(questions, passages) for p in row]
+
+    def _rag_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]], mode: str) -> torch.Tensor:
+        cfg = self.cfg
+        questions = [e.question for e in batch]
+        targets = [e.answers[0] for e in batch]
         with self._autocast():
-            scores = self.doc_scores(questions, hits, passages)
-            valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
-            doc_logp = doc_log_prior(scores.float(), self.doc_temperature, valid)
-            prompts = [self.generator.build_prompt(q, [p] if p is not None else []) for q, row in zip(questions, passages) for p in row]
-            scored = self.generator.token_logprobs(prompts, [t for t in targets for _ in range(hits.k)],
+            doc_logp = self._prior(questions, hits, passages)
+            scored = self.generator.token_logprobs(self._passage_prompts(questions, passages),
+                                                   [t for t in targets for _ in range(hits.k)],
                                                    vocab_mean=cfg.label_smoothing > 0)
         B, K = len(batch), hits.k
         tok_logp = scored[0].float().view(B, K, -1)
         mask = scored[1].view(B, K, -1)[:, 0]
         smooth = scored[2].float().view(B, K, -1) if cfg.label_smoothing > 0 else None
         loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
-        loss = loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), label_smoothing=cfg.label_smoothing,
+        return loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), label_smoothing=cfg.label_smoothing,
                        length_normalize=cfg.length_normalize, reduction="sum", smooth_logp=smooth)
-        return loss, B
+
+    def _lm_supervised_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
+        """KL(softmax(log P(y|q,z) / tau) || p(z|q)) over the top k: the retriever learns the generator's ranking."""
+        questions = [e.question for e in batch]
+        targets = [e.answers[0] for e in batch]
+        with self._autocast():
+            doc_logp = self._prior(questions, hits, passages)
+            with torch.no_grad():
+                tok_logp, mask = self.generator.token_logprobs(self._passage_prompts(questions, passages),
+                                                               [t for t in targets for _ in range(hits.k)])[:2]
+        mask = mask.to(tok_logp.device).view(len(batch), hits.k, -1).to(torch.float32)
+        ll = (tok_logp.float().view(len(batch), hits.k, -1) * mask).sum(-1)
+        if self.cfg.length_normalize:
+            ll = ll / mask.sum(-1).clamp_min(1.0)
+        return lm_supervised_kl(doc_logp, ll, tau=self.cfg.lm_temperature, reduction="sum")
+
+    def _contrastive_loss(self, batch: Sequence[QAExample]) -> torch.Tensor:
+        """DPR: each question against its positive, the batch's other positives and BM25 hard negatives, with
+        candidates that also answer a question masked out of its row."""
+        cfg = self.cfg
+        questions = [e.question for e in batch]
+        pos = neg.positives(batch, self.store)
+        hard: list[neg.Candidate] = []
+        if cfg.hard_negatives > 0:
+            depth = cfg.hard_negatives + max(len(e.positive_ids) for e in batch) + 10
+            ranked = passages_for(self.store, self.negatives.search(questions, depth).ids)
+            hard = [c for row in neg.hard_negatives(batch, ranked, cfg.hard_negatives) for c in row]
+        cands = pos + hard
+        exclude = torch.from_numpy(neg.false_negatives(batch, cands))
+        with self._autocast():
+            q = self._embed_queries(questions)
+            c = self._candidate_vectors(cands, q.device)
+        q, c = q.float(), c.float()
+        return in_batch_contrastive(q, c[: len(pos)], c[len(pos):] if hard else None,
+                                    temperature=cfg.contrastive_temperature, reduction="sum", exclude=exclude)
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
@@ -298,7 +402,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, rows: Sequence[QAExample] | None = None, batch_size: int = 32) -> dict[str, float]:
-        """EM, F1 and Recall@k on the dev rows (each rank scores a share; the sums are all-reduced)."""
+        """EM, F1 and Recall@k on the dev rows (each rank scores a share; the sums are all-reduced).
+        The retriever-only objectives skip EM and F1: they do not change the generator."""
         rows = list(rows if rows is not None else self.dev_rows)
         mine = shard(rows, self.info)
         for m in self.modules.values():
@@ -309,23 +414,32 @@ class Trainer:
         for i in range(0, len(mine), batch_size):
             chunk = mine[i : i + batch_size]
             qs = [e.question for e in chunk]
-            for pred, ex in zip(self._answers(qs), chunk):
-                em += exact_match(pred, ex.answers)
-                f1 += f1_score(pred, ex.answers)
+            if not self.retriever_only:
+                for pred, ex in zip(self._answers(qs), chunk):
+                    em += exact_match(pred, ex.answers)
+                    f1 += f1_score(pred, ex.answers)
             hits = self.retriever.search(qs, kmax)
             ps = passages_for(self.store, hits.ids)
             for k in self.recall_k:
                 rec[k] += sum(recall_hits(hits, chunk, ps, k))
         n = max(len(rows), 1)
-        out = {"em": all_sum(em, self.info) / n, "f1": all_sum(f1, self.info) / n}
+        out = {} if self.retriever_only else {"em": all_sum(em, self.info) / n, "f1": all_sum(f1, self.info) / n}
         for k in self.recall_k:
             out[f"recall@{k}"] = all_sum(rec[k], self.info) / n
         return out
 
+    def _rank_key(self, metrics: dict[str, float]) -> tuple[float, ...]:
+        """What "best checkpoint" means: EM then F1, or Recall@k (smallest k first) when only the retriever trains."""
+        if self.retriever_only:
+            return tuple(metrics[f"recall@{k}"] for k in sorted(self.recall_k))
+        return metrics["em"], metrics["f1"]
+
     # -- saving --------------------------------------------------------------------------------------------
 
     def save_model(self, path: str | Path | None = None) -> Path:
-        """A directory ``RAG.from_pretrained`` loads: generator/, query_encoder/ and ragtune.json (rank 0 only)."""
+        """A directory ``RAG.from_pretrained`` loads (rank 0 only): generator/ (a reference to the untouched model
+        when only the retriever trained), query_encoder/, dense_index/ (passages encoded by the trained document
+        encoder, when it trained) and ragtune.json."""
         path = Path(path or self.out)
         if not self.info.is_main:
             return path
@@ -337,6 +451,12 @@ class Trainer:
         if self.encoder is not None:
             with atomic_dir(path / "query_encoder") as tmp:
                 self.encoder.save(tmp)
+        if self.cfg.train_doc_encoder:
+            # The live index lags the document encoder by up to reindex_every steps; the saved one does not.
+            passages = [p for batch in self.store.iter_passages() for p in batch]
+            self.doc_encoder.model.eval()
+            with torch.no_grad(), atomic_dir(path / DENSE_INDEX_DIR) as tmp:
+                self.retriever.encoded_index(passages, self.doc_encoder).save(tmp)
         meta = {
             "index": str(Path(self.index_dir).resolve()) if self.index_dir else None,
             "rag": {"mode": self.cfg.mode, "k": self.k, "doc_temperature": self.doc_temperature,
@@ -350,8 +470,8 @@ class Trainer:
 
     def _save_generator(self, path: Path) -> None:
         # Generator.save writes full weights, or only the LoRA adapter (whose config names the base model)
-        # when the model is a PeftModel; Generator.load handles both.
-        self.generator.save(path)
+        # when the model is a PeftModel; Generator.load handles both. An untrained generator is only named.
+        self.generator.save(path, weights=self.train_generator)
 
     def _checkpoint_state(self, step: int, opt, sched, scaler, best, bad_evals) -> dict[str, Any]:
         return {
@@ -390,7 +510,10 @@ class Trainer:
             ckpt.set_rng_state(state["rng"][info.rank])
             step, best, bad_evals = state["step"], state["best"], state["bad_evals"]
             if cfg.train_doc_encoder:
-                self._reencode()
+                # the index exactly as the interrupted run had it (re-encoded at its last reindex step)
+                from ragtune.retrieval.dense.vector_index import VectorIndex
+
+                self.retriever.index = VectorIndex.load(self.out / CHECKPOINT_DIR / DENSE_INDEX_DIR)
         params = self.params_gen + self.params_enc
         losses: list[float] = []
         evals: list[dict[str, Any]] = []
@@ -445,8 +568,7 @@ class Trainer:
                 metrics = self.evaluate()
                 evals.append({"step": step, **metrics})
                 self._log({"step": step, "eval": metrics})
-                key = (metrics["em"], metrics["f1"])
-                if best is None or key > (best["em"], best["f1"]):
+                if best is None or self._rank_key(metrics) > self._rank_key(best):
                     best, bad_evals = {"step": step, **metrics}, 0
                     self.save_model()
                 else:
@@ -456,7 +578,7 @@ class Trainer:
             if step % cfg.save_every == 0 or is_last or stopped or step == end:
                 state = self._checkpoint_state(step, opt, sched, scaler, best, bad_evals)
                 if info.is_main:
-                    ckpt.save_checkpoint(self.out / CHECKPOINT_DIR, self.modules, state)
+                    ckpt.save_checkpoint(self.out / CHECKPOINT_DIR, self.modules, state, extra=self._save_live_index)
                 barrier(info)
             if stopped:
                 break
@@ -467,11 +589,15 @@ class Trainer:
         barrier(info)
         return TrainResult(step, losses, best, evals, stopped, time.perf_counter() - t0, n_examples)
 
+    def _save_live_index(self, directory: Path) -> None:
+        if self.cfg.train_doc_encoder:
+            self.retriever.index.save(directory / DENSE_INDEX_DIR)
+
     def _reencode(self) -> None:
-        """Refresh every passage vector in the index with the current encoder."""
+        """Refresh every passage vector in the index with the current document encoder."""
         reencode = getattr(self.retriever, "reencode", None)
         if reencode is None:
             raise RagtuneError("this retriever cannot re-encode its index; keep the document encoder frozen")
-        self.encoder.model.eval()
+        self.doc_encoder.model.eval()
         with torch.no_grad():
-            reencode([p for batch in self.store.iter_passages() for p in batch])
+            reencode([p for batch in self.store.iter_passages() for p in batch], encoder=self.doc_encoder)

@@ -61,16 +61,21 @@ class DenseRetriever:
         if self._index is not None:
             self._index.delete(ids)
 
-    def reencode(self, passages: Sequence[Passage]) -> None:
-        """Rebuild every vector with the current encoder (after its document side was trained).
+    def reencode(self, passages: Sequence[Passage], encoder: Encoder | None = None) -> None:
+        """Rebuild every vector with the current encoder, or ``encoder`` (a separately trained document side).
 
         ``passages`` are all live passages; the new index replaces the old one only once it is complete.
         """
-        fresh = VectorIndex(self.encoder.dim, self.cfg.index)
+        self._index = self.encoded_index(passages, encoder)
+
+    def encoded_index(self, passages: Sequence[Passage], encoder: Encoder | None = None) -> VectorIndex:
+        """A new vector index of ``passages`` encoded by ``encoder`` (default: this retriever's)."""
+        enc = encoder or self.encoder
+        fresh = VectorIndex(enc.dim, self.cfg.index)
         if passages:
-            vecs = self.encoder.encode_passages([p.indexed_text for p in passages], progress=len(passages) >= PROGRESS_MIN)
+            vecs = enc.encode_passages([p.indexed_text for p in passages], progress=len(passages) >= PROGRESS_MIN)
             fresh.add(np.array([p.id for p in passages], dtype=np.int64), vecs)
-        self._index = fresh
+        return fresh
 
     # -- search -------------------------------------------------------------------------------------------
 
