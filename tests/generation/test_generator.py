@@ -7,7 +7,6 @@ import torch
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation import Generator
-from ragtune.generation.generator import length_buckets
 from ragtune.generation.prompts import DEFAULT_TEMPLATE, build_prompt
 from tests.helpers.tiny_lm import raw_log_softmax, raw_logprob, tiny_causal_lm, tiny_seq2seq_lm
 
@@ -49,17 +48,6 @@ def test_vocab_mean_is_the_mean_log_softmax(gen: Generator):
         torch.testing.assert_close(mean[i, : len(ys[i])], expect, atol=1e-4, rtol=0)
         assert not mean[i, len(ys[i]):].any()
     torch.testing.assert_close(lp, gen.token_logprobs(prompts, targets)[0])
-
-
-def test_length_buckets_cover_every_row_once_and_bound_padding():
-    lengths = [300, 120, 310, 118, 200, 121, 305, 5]
-    groups = length_buckets(lengths, max_rows=3)
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    assert all(len(g) <= 3 for g in groups)
-    for g in groups:
-        assert len(g) * max(lengths[i] for i in g) <= 1.15 * sum(lengths[i] for i in g)
-    assert [sorted(g) for g in groups] == [[7], [1, 3, 5], [4], [0, 2, 6]]
-    assert length_buckets([7] * 5, max_rows=8) == [[0, 1, 2, 3, 4]]  # equal lengths: one pass
 
 
 def test_token_logprobs_has_gradients(gen: Generator):

@@ -142,49 +142,64 @@ class Encoder(LazyModel):
 
         texts = [self.prefix(kind) + t for t in texts]
         bs = batch_size or self.batch_size
-        model, tok = self.model, self.tokenizer
+        model = self.model
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
         # Tokenise everything in one call to the Rust tokenizer (parallel, no per-batch Python setup), then
         # batch by token length so padding, the one cost we control, is minimal.
-        ids: list[list[int]] = tok(
-            texts, truncation=True, max_length=self.effective_max_length,
-            return_attention_mask=False, return_token_type_ids=False,
-        )["input_ids"]
+        ids = self._tokenize(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
-        pad_id, left = int(tok.pad_token_id), tok.padding_side == "left"
-        device = torch.device(self.device)
         with torch.inference_mode(), tqdm(total=len(texts), disable=not progress, desc=f"encode {kind}s", unit="text") as bar:
             for start in range(0, len(texts), bs):
                 rows = order[start : start + bs]
-                width = int(lengths[rows[0]])  # rows are longest first
-                input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for r, i in enumerate(rows):
-                    seq = ids[i]
-                    if left:
-                        input_ids[r, width - len(seq) :] = seq
-                        mask[r, width - len(seq) :] = 1
-                    else:
-                        input_ids[r, : len(seq)] = seq
-                        mask[r, : len(seq)] = 1
-                t_ids, t_mask = torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+                t_ids, t_mask = self._padded([ids[i] for i in rows])
                 hidden = model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
                 out[rows] = self._pool(hidden, t_mask).float().cpu().numpy()
                 bar.update(len(rows))
         return out
 
+    def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.effective_max_length,
+                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+    def _padded(self, seqs: Sequence[Sequence[int]]) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """(ids, attention mask) of token sequences padded to the longest, on the tokenizer's padding side."""
+        import torch
+
+        tok = self.tokenizer
+        pad_id, left = int(tok.pad_token_id), tok.padding_side == "left"
+        width = max(len(s) for s in seqs)
+        input_ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), width), dtype=np.int64)
+        for r, seq in enumerate(seqs):
+            cols = slice(width - len(seq), width) if left else slice(0, len(seq))
+            input_ids[r, cols] = seq
+            mask[r, cols] = 1
+        device = torch.device(self.device)
+        return torch.from_numpy(input_ids).to(device), torch.from_numpy(mask).to(device)
+
     def embed(self, texts: Sequence[str], *, kind: Kind) -> "torch.Tensor":
-        """(n, d) vectors with autograd, for training (the model's train/eval mode is the caller's)."""
-        batch = self.tokenizer(
-            [self.prefix(kind) + t for t in texts], padding=True, truncation=True,
-            max_length=self.effective_max_length, return_tensors="pt",
-        )
-        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        hidden = self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        return self._pool(hidden, mask)
+        """(n, d) vectors with autograd, for training (the model's train/eval mode is the caller's).
+
+        Rows run in groups of similar length (``models.batching.length_buckets``): a training batch mixes
+        questions of ~15 tokens with passages of ~250, and one padded forward would spend most of its compute
+        on padding."""
+        import torch
+
+        from ragtune.models.batching import length_buckets
+
+        if not texts:
+            return torch.empty(0, self.dim, device=self.device)
+        ids = self._tokenize([self.prefix(kind) + t for t in texts])
+        parts, order = [], []
+        for rows in length_buckets([len(x) for x in ids], max_rows=len(ids)):
+            t_ids, t_mask = self._padded([ids[i] for i in rows])
+            parts.append(self._pool(self.model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state, t_mask))
+            order.extend(rows)
+        out = torch.cat(parts)
+        return out[torch.from_numpy(np.argsort(np.asarray(order))).to(out.device)]
 
     # -- persistence --------------------------------------------------------------------------------------
 
