@@ -58,3 +58,31 @@ def test_eval_retrieval_beir(tmp_path, capsys):
     rows = [json.loads(l) for l in (out_dir / "per_query.jsonl").read_text().splitlines()]
     assert {r["qid"] for r in rows} == {"q1", "q2"} and rows[0]["top10"][0] in {"d1", "d3"}
     assert "nDCG@10" in (out_dir / "report.md").read_text()
+
+
+def test_convert_beir_and_squad_map_to_passage_ids(tmp_path, capsys):
+    from ragtune.retrieval.index import Index
+
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = [("d1", "Paris", "The Eiffel Tower stands in Paris."), ("d2", "Tea", "Green tea is made from leaves.")]
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs))
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "tower in Paris"}) + "\n"
+                                        + json.dumps({"_id": "q2", "text": "no judgement"}) + "\n")
+    (beir / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    run(capsys, "index", "--beir", beir, "--index", tmp_path / "idx", "--retriever", "bm25")
+    with Index.open(tmp_path / "idx") as idx:
+        d1 = [p.id for batch in idx.store.iter_passages() for p in batch if p.doc_id == "d1"]
+    assert "wrote 1 rows" in run(capsys, "convert", "beir", beir, "--out", tmp_path / "b.jsonl", "--index", tmp_path / "idx")
+    row = json.loads((tmp_path / "b.jsonl").read_text())
+    assert row["question"] == "tower in Paris" and row["positive_ids"] == d1 and "Eiffel" in row["positive_texts"][0]
+
+    squad = {"data": [{"title": "Paris", "paragraphs": [{"context": "The Eiffel Tower stands in Paris.",
+                                                        "qas": [{"id": "a", "question": "Where is the tower?",
+                                                                 "answers": [{"text": "Paris", "answer_start": 27}]}]}]}]}
+    (tmp_path / "s.json").write_text(json.dumps(squad))
+    run(capsys, "convert", "squad", tmp_path / "s.json", "--out", tmp_path / "s.jsonl", "--index", tmp_path / "idx")
+    row = json.loads((tmp_path / "s.jsonl").read_text())
+    assert row["answers"] == ["Paris"] and row["positive_ids"] == d1
+    assert "no BEIR qrels" in fail(capsys, "convert", "beir", beir, "--split", "dev", "--out", tmp_path / "x.jsonl")
+    assert "START:END" in fail(capsys, "convert", "squad", tmp_path / "s.json", "--out", tmp_path / "x.jsonl", "--articles", "a-b")

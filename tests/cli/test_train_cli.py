@@ -7,7 +7,7 @@ import pytest
 
 from ragtune.cli import main
 from ragtune.training.data import write_examples
-from tests.helpers.cli import fail
+from tests.helpers.cli import fail, run
 from tests.training.conftest import small_world, world_toml as _toml  # noqa: F401  (the session fixture)
 
 
@@ -67,7 +67,16 @@ def test_train_cli_contrastive_retriever_only(small_world, tmp_path, capsys):  #
     evals = [m["eval"] for m in metrics if "eval" in m]
     assert evals and set(evals[-1]) == {"recall@1", "recall@5"}
     assert json.loads((out / "ragtune.json").read_text())["training"]["objective"] == "contrastive"
-    assert isinstance(RAG.from_pretrained(out).ask("where does x live ?").answer, str)
+    trained = RAG.from_pretrained(out)
+    assert isinstance(trained.ask("where does x live ?").answer, str)
     capsys.readouterr()  # model-loading output
+    # `search --trained` ranks with the trained query encoder, as the loaded model does
+    q = w["dev"][0].question
+    hits = json.loads(run(capsys, "search", q, "--index", w["root"] / "index", "--trained", out, "-k", 3, "--json"))["hits"]
+    want = trained.retrieve([q], 3)
+    assert [h["id"] for h in hits] == [int(i) for i in want.ids[0]]
+    assert [h["score"] for h in hits] == pytest.approx([float(x) for x in want.scores[0]], abs=1e-5)
+    plain = json.loads(run(capsys, "search", q, "--index", w["root"] / "index", "-r", "dense", "-k", 3, "--json"))["hits"]
+    assert [h["score"] for h in plain] != pytest.approx([h["score"] for h in hits], abs=1e-5)  # training moved them
     err = fail(capsys, *base, "--objective", "dpr")
     assert "training.objective" in err

@@ -11,6 +11,18 @@ from ragtune.cli.app import app, eval_app
 from ragtune.cli.common import console, print_json, progress_bar
 
 
+def _with_trained(idx, kind: Optional[str], trained: Optional[Path], device: Optional[str]) -> str:
+    """The retriever kind to use; with ``trained``, the index's retriever of that kind (cached by the index, so
+    later searches get it) now holds the trained query encoder. A trained model defaults to dense retrieval."""
+    if trained is None:
+        return kind or idx.default_kind()
+    from ragtune.rag.model import apply_trained_retriever
+
+    kind = kind or "dense"
+    apply_trained_retriever(idx.retriever(kind, device=device), trained, device=device or "cpu")
+    return kind
+
+
 @app.command("search")
 def search_cmd(
     query: str = typer.Argument(..., help="The question or keywords."),
@@ -19,6 +31,7 @@ def search_cmd(
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, tfidf, dense or hybrid (default: the index's best)."),
     rerank: Optional[str] = typer.Option(None, "--rerank", help="A cross-encoder (path or hub id) that reorders the top candidates."),
     rerank_top_n: int = typer.Option(50, "--rerank-top-n", min=1),
+    trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output: search with its trained query encoder (and re-encoded passages)."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print {query, hits: [{id, score, title, text}]}."),
 ) -> None:
@@ -28,6 +41,7 @@ def search_cmd(
 
     rerank_cfg = RerankConfig(model=rerank, top_n=rerank_top_n, device=device or "cpu") if rerank else None
     with Index.open(index) as idx:
+        retriever = _with_trained(idx, retriever, trained, device)
         rows = [h.to_dict() for h in idx.search([query], k, retriever, device=device, rerank=rerank_cfg)[0]]
     if as_json:
         print_json({"query": query, "hits": rows})
@@ -47,6 +61,7 @@ def eval_retrieval_cmd(
     index: Path = typer.Option(..., "--index", "-i"),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
     split: str = typer.Option("test", "--split"),
+    trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output: search with its trained query encoder (and re-encoded passages)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where the per-query JSONL and markdown report go (default: ragtune-eval/<name>)."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
@@ -58,7 +73,7 @@ def eval_retrieval_cmd(
 
     _, queries, qrels = load_beir(dataset, split=split)
     with Index.open(index) as idx:
-        kind = retriever or idx.default_kind()
+        kind = _with_trained(idx, retriever, trained, device)
         counts = idx.manifest.get("counts", {})
         # unchunked corpora (BEIR always is) need no deeper passage search than the documents asked for
         per_doc = 1 if idx.store.n_documents() == len(idx.store) else 4

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from ragtune.cli.app import app
+from ragtune.cli.app import app, convert_app
 from ragtune.cli.common import console
 from ragtune.config import Config
 
@@ -48,3 +48,61 @@ def train_cmd(
     console.print(f"[bold]trained[/bold] {result.steps} steps ({result.seconds:.1f} s), last loss {last}; model in {out}")
     if result.best:
         console.print("  best dev: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.best.items()))
+
+
+def _articles(spec: Optional[str]) -> Optional[slice]:
+    if spec is None:
+        return None
+    try:
+        a, _, b = spec.partition(":")
+        return slice(int(a) if a else None, int(b) if b else None)
+    except ValueError:
+        from ragtune.errors import RagtuneError
+
+        raise RagtuneError(f"--articles takes START:END (article positions, e.g. 0:36), got {spec!r}") from None
+
+
+@convert_app.command("squad")
+def convert_squad_cmd(
+    squad: Path = typer.Argument(..., help="A SQuAD-style JSON file."),
+    out: Path = typer.Option(..., "--out", "-o", help="The JSONL rows to write."),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help="Map each paragraph to the passage ids holding it in this index."),
+    articles: Optional[str] = typer.Option(None, "--articles", help="START:END article positions, e.g. 0:36."),
+) -> None:
+    """One row per question with answers; its paragraph is the positive passage (as text, and as ids with --index)."""
+    from ragtune.training.data import squad_rows, store_text_lookup, write_examples
+
+    if not squad.is_file():
+        from ragtune.errors import RagtuneError
+
+        raise RagtuneError(f"no SQuAD file at {squad}")
+    lookup = None
+    if index is not None:
+        from ragtune.retrieval.index import Index
+
+        lookup = store_text_lookup(Index.open(index).store)
+    n = write_examples(squad_rows(squad, articles=_articles(articles), passage_ids=lookup), out)
+    console.print(f"wrote {n} rows to {out}")
+
+
+@convert_app.command("beir")
+def convert_beir_cmd(
+    dataset: Path = typer.Argument(..., help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."),
+    out: Path = typer.Option(..., "--out", "-o", help="The JSONL rows to write."),
+    split: str = typer.Option("train", "--split"),
+    index: Optional[Path] = typer.Option(None, "--index", "-i", help="Map relevant documents to their passage ids in this index."),
+) -> None:
+    """One row per query with relevant documents (no answers: for `ragtune train --objective contrastive`)."""
+    from ragtune.training.data import beir_rows, store_doc_lookup, write_examples
+
+    if not (dataset / "qrels" / f"{split}.tsv").is_file():
+        from ragtune.errors import RagtuneError
+
+        raise RagtuneError(f"no BEIR qrels at {dataset / 'qrels' / (split + '.tsv')}")
+    lookup = None
+    if index is not None:
+        from ragtune.retrieval.index import Index
+
+        lookup = store_doc_lookup(Index.open(index).store)
+    n = write_examples(beir_rows(dataset, split, doc_passage_ids=lookup), out)
+    console.print(f"wrote {n} rows to {out}")

@@ -139,16 +139,7 @@ class RAG:
                              k=k or rag_cfg.get("k"), device=device, generator=generator)
         if "doc_temperature" in rag_cfg:
             rag.doc_temperature = float(rag_cfg["doc_temperature"])
-        if (model_dir / "query_encoder").is_dir():
-            from ragtune.retrieval.dense import Encoder
-
-            if not _swap_query_encoder(rag.retriever, Encoder.load(model_dir / "query_encoder", device=device)):
-                raise RagtuneError(f"{model_dir} has a trained query encoder but retriever {rag.retriever_kind!r} is not dense; use --retriever dense or hybrid")
-        if (model_dir / "dense_index").is_dir():
-            from ragtune.retrieval.dense.vector_index import VectorIndex
-
-            if not _swap_dense_index(rag.retriever, VectorIndex.load(model_dir / "dense_index")):
-                raise RagtuneError(f"{model_dir} has re-encoded passages but retriever {rag.retriever_kind!r} is not dense; use --retriever dense or hybrid")
+        apply_trained_retriever(rag.retriever, model_dir, device=device)
         return rag
 
     def save_pretrained(self, model_dir: str | Path, *, index_dir: str | Path | None = None, query_encoder: Any = None) -> None:
@@ -353,6 +344,26 @@ class RAG:
 
 def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
     return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]
+
+
+def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: str = "cpu") -> Any:
+    """Put a ``ragtune train`` output's retriever parts (query encoder, re-encoded passages) into ``retriever``
+    (dense, or a hybrid with a dense part), so search and evaluation use the trained retriever; returns it."""
+    model_dir = Path(model_dir)
+    if not (model_dir / META_FILE).exists():
+        raise RagtuneError(f"{model_dir} is not a trained RAG model (no {META_FILE}); pass the output directory of `ragtune train`")
+    kind = getattr(retriever, "kind", type(retriever).__name__)
+    if (model_dir / "query_encoder").is_dir():
+        from ragtune.retrieval.dense import Encoder
+
+        if not _swap_query_encoder(retriever, Encoder.load(model_dir / "query_encoder", device=device)):
+            raise RagtuneError(f"{model_dir} has a trained query encoder but retriever {kind!r} is not dense; use --retriever dense or hybrid")
+    if (model_dir / "dense_index").is_dir():
+        from ragtune.retrieval.dense.vector_index import VectorIndex
+
+        if not _swap_dense_index(retriever, VectorIndex.load(model_dir / "dense_index")):
+            raise RagtuneError(f"{model_dir} has re-encoded passages but retriever {kind!r} is not dense; use --retriever dense or hybrid")
+    return retriever
 
 
 def _swap_query_encoder(retriever: Any, encoder: Any) -> bool:

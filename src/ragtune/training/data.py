@@ -198,3 +198,13 @@ def store_text_lookup(store) -> Callable[[str, str], list[int]]:
         return [i for t, ids in by_text.items() if t and t in ctx for i in ids]
 
     return lookup
+
+
+def store_doc_lookup(store) -> Callable[[str], list[int]]:
+    """``doc_passage_ids(doc_id)`` over a passage store: the passages (chunks) of one source document."""
+    by_doc: dict[str, list[int]] = {}
+    for batch in store.iter_passages():
+        for p in batch:
+            if p.doc_id is not None:
+                by_doc.setdefault(str(p.doc_id), []).append(p.id)
+    return lambda doc_id: list(by_doc.get(str(doc_id), []))
