@@ -107,6 +107,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--hard", default="0,1", help="runs: BM25 hard negatives per question, comma-separated")
     ap.add_argument("--step-batch", type=int, default=16)
     ap.add_argument("--step-reps", type=int, default=6, help="interleaved steps for the speed comparison (0 skips it)")
     ap.add_argument("--threads", type=int, default=1)
@@ -129,7 +130,7 @@ def main() -> None:
                  "machine": f"{platform.machine()}, {args.threads} torch thread(s), 2-core CPU shared with other benchmarks",
                  "kb_paragraphs": len(passages), "train_questions": len(rows), "test_questions": len(split.test),
                  "test_sample": sample_source, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                 "temperature": TrainingConfig().contrastive_temperature}
+                 "temperature": TrainingConfig().contrastive_temperature, "hard_negatives_runs": args.hard}
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -142,7 +143,8 @@ def main() -> None:
     log(f"recall before {res['recall_before']}")
     save()
     gen = Generator("smollm2-135m-instruct")  # never loaded: the contrastive objective does not use it
-    for hard, label in ((0, "in_batch"), (1, "bm25_hard")):
+    for hard in (int(h) for h in args.hard.split(",") if h):
+        label = "in_batch" if hard == 0 else f"bm25_hard{hard}"
         base.encoder.model.load_state_dict(base_state)
         rag = RAG(base, gen, store, mode="rag-sequence", k=5)
         log(f"contrastive, {label}")
