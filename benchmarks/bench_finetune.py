@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from ragtune.config import DenseConfig, TrainingConfig
-from ragtune.corpus.squad import load_squad, open_book_split
 from ragtune.corpus.types import Passage
 from ragtune.evaluation.qa import QAExample as EvalExample, evaluate_qa
 from ragtune.generation import Generator
@@ -39,10 +38,9 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
 from ragtune.training.data import QAExample
 from ragtune.training.trainer import Trainer
-from shared_data import DATASETS, MemoryStore  # benchmarks/shared_data.py: ../shared/datasets
+from shared_data import MemoryStore, squad_open_book  # benchmarks/shared_data.py: ../shared/datasets
 
 HERE = Path(__file__).parent
-SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 WORK = HERE / ".work"
 OUT = HERE / "results" / "finetune.json"
 QA_JSON = HERE / "results" / "qa.json"
@@ -236,10 +234,7 @@ def main() -> None:
     if args.merge:
         return merge_parts(args.out, args.merge)
 
-    data = load_squad(SQUAD)
-    split = open_book_split(data)
-    passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
-    pid_of = {p.doc_id: p.id for p in passages}
+    split, passages, pid_of = squad_open_book()
     sample, sample_source = test_sample(split.test)
     examples = [EvalExample(q.question, q.answers, q.id, [q.doc_id], [pid_of[q.doc_id]]) for q in sample[: args.n_test]]
     train_rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]

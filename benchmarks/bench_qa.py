@@ -24,16 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ragtune.corpus.squad import load_squad, open_book_split
-from ragtune.corpus.types import Passage
 from ragtune.evaluation.qa import QAExample, evaluate_qa
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.base import Hits
 from ragtune.retrieval.sparse import BM25Retriever
-from shared_data import DATASETS, MemoryStore  # benchmarks/shared_data.py: ../shared/datasets
+from shared_data import MemoryStore, squad_open_book  # benchmarks/shared_data.py: ../shared/datasets
 
-SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 OUT = Path(__file__).parent / "results" / "qa.json"
 
 
@@ -120,10 +117,7 @@ def main() -> None:
     # One thread: on a shared 2-core machine two spinning OpenMP threads per process thrash (measured 4x slower).
     torch.set_num_threads(args.threads)
 
-    data = load_squad(SQUAD)
-    split = open_book_split(data)
-    passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
-    pid_of = {p.doc_id: p.id for p in passages}
+    split, passages, pid_of = squad_open_book()
     sample_all = sample_questions(split.test, 200)
     sample = sample_all[args.start: args.n]  # a quick run evaluates a prefix of the same fixed sample
     examples = [QAExample(q.question, q.answers, q.id, [q.doc_id]) for q in sample]

@@ -29,17 +29,14 @@ import torch
 
 from bench_finetune import WORK, dense_retriever, log, peak_rss_mb, recall_at, test_sample
 from ragtune.config import TrainingConfig
-from ragtune.corpus.squad import load_squad, open_book_split
-from ragtune.corpus.types import Passage
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.training import negatives as neg
 from ragtune.training.data import QAExample
 from ragtune.training.trainer import Trainer, passages_for
-from shared_data import DATASETS, MemoryStore
+from shared_data import MemoryStore, squad_open_book
 
-SQUAD = DATASETS / "squad_v1.1" / "dev-v1.1.json"
 OUT = Path(__file__).parent / "results" / "retriever_train.json"
 
 
@@ -115,10 +112,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    data = load_squad(SQUAD)
-    split = open_book_split(data)
-    passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
-    pid_of = {p.doc_id: p.id for p in passages}
+    split, passages, pid_of = squad_open_book()
     sample, sample_source = test_sample(split.test)
     rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]
     store = MemoryStore(passages)

@@ -1,6 +1,7 @@
 """Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS."""
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 DATASETS = Path(os.environ.get("RAGTUNE_DATASETS") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
@@ -13,3 +14,19 @@ class MemoryStore:
 
     def get(self, ids):
         return [self.by_id.get(int(i)) for i in ids]
+
+
+class SquadOpenBook(NamedTuple):
+    split: object  # corpus.squad.OpenBookSplit: documents, train and test questions
+    passages: list  # one Passage per paragraph, ids 1..n
+    pid_of: dict  # paragraph id -> passage id
+
+
+def squad_open_book() -> SquadOpenBook:
+    """The SQuAD v1.1 open-book split every QA benchmark uses (../shared/datasets/README.md)."""
+    from ragtune.corpus.squad import load_squad, open_book_split
+    from ragtune.corpus.types import Passage
+
+    data = load_squad(DATASETS / "squad_v1.1" / "dev-v1.1.json")
+    passages = [Passage(i + 1, d.id, d.text, d.title) for i, d in enumerate(data.documents)]
+    return SquadOpenBook(open_book_split(data), passages, {p.doc_id: p.id for p in passages})
