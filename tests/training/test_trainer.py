@@ -200,3 +200,17 @@ def test_retriever_only_output_names_the_untouched_generator(small_world, tmp_pa
     q = ["where does x live ?"]
     np.testing.assert_allclose(loaded.retriever.encoder.encode_queries(q), tr.encoder.encode_queries(q), atol=1e-6)
     assert isinstance(loaded.ask(q[0]).answer, str)
+
+
+def test_saved_index_does_not_lag_the_doc_encoder(small_world, tmp_path):
+    from ragtune.rag.model import RAG
+
+    w = small_world
+    rag = make_rag(w)
+    tr = Trainer(rag, w["train"], None, _cfg(max_steps=3, train_doc_encoder=True, reindex_every=2), tmp_path / "lag",
+                 index_dir=w["root"] / "index", progress=False)
+    tr.train()  # re-encoded at step 2, then one more step: the live index lags
+    ids, texts = _passage_texts(rag.store)
+    fresh = tr.doc_encoder.encode_passages(texts)
+    assert not np.allclose(rag.retriever.passage_vectors(ids), fresh, atol=1e-4)
+    np.testing.assert_allclose(RAG.from_pretrained(tmp_path / "lag").retriever.passage_vectors(ids), fresh, atol=1e-5)

@@ -152,6 +152,7 @@ class Trainer:
         if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
         self.negatives = negatives
+        self._index_stale = False  # True once the document encoder has changed since the index was encoded
         if config.objective == "contrastive":
             if config.hard_negatives > 0 and negatives is None:
                 raise RagtuneError("hard negatives need a BM25 retriever: add one to the index (`ragtune index ... "
@@ -338,18 +339,18 @@ class Trainer:
         valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
         return doc_log_prior(scores.float(), self.doc_temperature, valid)
 
-    def _passage_prompts(self, questions: list[str], passages: list[list[Any]]) -> list[str]:
-        return [self.generator.build_prompt(q, [p] if p is not None else []) for q, row in zip(questions, passages) for p in row]
+    def _answer_logprobs(self, batch: Sequence[QAExample], passages: list[list[Any]], vocab_mean: bool = False):
+        """``Generator.token_logprobs`` of each question's first answer under each of its passages alone (B*K rows)."""
+        prompts = [self.generator.build_prompt(e.question, [p] if p is not None else [])
+                   for e, row in zip(batch, passages) for p in row]
+        targets = [e.answers[0] for e, row in zip(batch, passages) for _ in row]
+        return self.generator.token_logprobs(prompts, targets, vocab_mean=vocab_mean)
 
     def _rag_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]], mode: str) -> torch.Tensor:
         cfg = self.cfg
-        questions = [e.question for e in batch]
-        targets = [e.answers[0] for e in batch]
         with self._autocast():
-            doc_logp = self._prior(questions, hits, passages)
-            scored = self.generator.token_logprobs(self._passage_prompts(questions, passages),
-                                                   [t for t in targets for _ in range(hits.k)],
-                                                   vocab_mean=cfg.label_smoothing > 0)
+            doc_logp = self._prior([e.question for e in batch], hits, passages)
+            scored = self._answer_logprobs(batch, passages, vocab_mean=cfg.label_smoothing > 0)
         B, K = len(batch), hits.k
         tok_logp = scored[0].float().view(B, K, -1)
         mask = scored[1].view(B, K, -1)[:, 0]
@@ -360,13 +361,10 @@ class Trainer:
 
     def _lm_supervised_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
         """KL(softmax(log P(y|q,z) / tau) || p(z|q)) over the top k: the retriever learns the generator's ranking."""
-        questions = [e.question for e in batch]
-        targets = [e.answers[0] for e in batch]
         with self._autocast():
-            doc_logp = self._prior(questions, hits, passages)
+            doc_logp = self._prior([e.question for e in batch], hits, passages)
             with torch.no_grad():
-                tok_logp, mask = self.generator.token_logprobs(self._passage_prompts(questions, passages),
-                                                               [t for t in targets for _ in range(hits.k)])[:2]
+                tok_logp, mask = self._answer_logprobs(batch, passages)[:2]
         mask = mask.to(tok_logp.device).view(len(batch), hits.k, -1).to(torch.float32)
         ll = (tok_logp.float().view(len(batch), hits.k, -1) * mask).sum(-1)
         if self.cfg.length_normalize:
@@ -452,11 +450,15 @@ class Trainer:
             with atomic_dir(path / "query_encoder") as tmp:
                 self.encoder.save(tmp)
         if self.cfg.train_doc_encoder:
-            # The live index lags the document encoder by up to reindex_every steps; the saved one does not.
-            passages = [p for batch in self.store.iter_passages() for p in batch]
-            self.doc_encoder.model.eval()
-            with torch.no_grad(), atomic_dir(path / DENSE_INDEX_DIR) as tmp:
-                self.retriever.encoded_index(passages, self.doc_encoder).save(tmp)
+            # The live index lags the document encoder by up to reindex_every steps; the saved one does not
+            # (after a re-encoding step the live one is already current and is saved as it is).
+            index = self.retriever.index
+            if self._index_stale:
+                self.doc_encoder.model.eval()
+                with torch.no_grad():
+                    index = self.retriever.encoded_index(self._all_passages(), self.doc_encoder)
+            with atomic_dir(path / DENSE_INDEX_DIR) as tmp:
+                index.save(tmp)
         meta = {
             "index": str(Path(self.index_dir).resolve()) if self.index_dir else None,
             "rag": {"mode": self.cfg.mode, "k": self.k, "doc_temperature": self.doc_temperature,
@@ -514,6 +516,7 @@ class Trainer:
                 from ragtune.retrieval.dense.vector_index import VectorIndex
 
                 self.retriever.index = VectorIndex.load(self.out / CHECKPOINT_DIR / DENSE_INDEX_DIR)
+                self._index_stale = True  # it may predate the restored encoder's last steps
         params = self.params_gen + self.params_enc
         losses: list[float] = []
         evals: list[dict[str, Any]] = []
@@ -547,6 +550,7 @@ class Trainer:
             else:
                 opt.step()
             sched.step()
+            self._index_stale = cfg.train_doc_encoder  # the document encoder moved; the index has not yet
             step += 1
             n_examples += global_n
             if max_seconds is not None and step < end:
@@ -600,4 +604,8 @@ class Trainer:
             raise RagtuneError("this retriever cannot re-encode its index; keep the document encoder frozen")
         self.doc_encoder.model.eval()
         with torch.no_grad():
-            reencode([p for batch in self.store.iter_passages() for p in batch], encoder=self.doc_encoder)
+            reencode(self._all_passages(), encoder=self.doc_encoder)
+        self._index_stale = False
+
+    def _all_passages(self) -> list[Any]:
+        return [p for batch in self.store.iter_passages() for p in batch]
