@@ -268,12 +268,11 @@ def main() -> None:
         evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
         return
     if args.after_only:
-        from ragtune.rag.model import _swap_query_encoder
-        from ragtune.retrieval.dense.encoder import Encoder
+        from ragtune.rag.model import apply_trained_retriever
 
         trained = WORK / "finetune_out"
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
-        _swap_query_encoder(retriever, Encoder.load(trained / "query_encoder"))
+        apply_trained_retriever(retriever, trained)
         evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
         return
     if not args.step_time_only:

@@ -348,36 +348,30 @@ def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Cit
 
 def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: str = "cpu") -> Any:
     """Put a ``ragtune train`` output's retriever parts (query encoder, re-encoded passages) into ``retriever``
-    (dense, or a hybrid with a dense part), so search and evaluation use the trained retriever; returns it."""
+    (dense, or a hybrid with a dense part), so search and evaluation use the trained retriever; returns it.
+    Without re-encoded passages the index's vectors stay: only queries are encoded at search time."""
     model_dir = Path(model_dir)
     if not (model_dir / META_FILE).exists():
         raise RagtuneError(f"{model_dir} is not a trained RAG model (no {META_FILE}); pass the output directory of `ragtune train`")
-    kind = getattr(retriever, "kind", type(retriever).__name__)
-    if (model_dir / "query_encoder").is_dir():
+    parts = [name for name in ("query_encoder", "dense_index") if (model_dir / name).is_dir()]
+    dense = _dense_part(retriever)
+    if parts and dense is None:
+        kind = getattr(retriever, "kind", type(retriever).__name__)
+        raise RagtuneError(f"{model_dir} has a trained retriever ({', '.join(parts)}) but retriever {kind!r} is not dense; "
+                           "use --retriever dense or hybrid")
+    if "query_encoder" in parts:
         from ragtune.retrieval.dense import Encoder
 
-        if not _swap_query_encoder(retriever, Encoder.load(model_dir / "query_encoder", device=device)):
-            raise RagtuneError(f"{model_dir} has a trained query encoder but retriever {kind!r} is not dense; use --retriever dense or hybrid")
-    if (model_dir / "dense_index").is_dir():
+        dense.encoder = Encoder.load(model_dir / "query_encoder", device=device)
+    if "dense_index" in parts:
         from ragtune.retrieval.dense.vector_index import VectorIndex
 
-        if not _swap_dense_index(retriever, VectorIndex.load(model_dir / "dense_index")):
-            raise RagtuneError(f"{model_dir} has re-encoded passages but retriever {kind!r} is not dense; use --retriever dense or hybrid")
+        dense.index = VectorIndex.load(model_dir / "dense_index")
     return retriever
 
 
-def _swap_query_encoder(retriever: Any, encoder: Any) -> bool:
-    """Put a trained query encoder into a dense retriever (or the dense part of a hybrid); True when one took it.
-    The passage vectors stay those of the index: only queries are encoded at search time."""
+def _dense_part(retriever: Any) -> Any | None:
+    """The dense retriever in ``retriever``: itself, or the first dense member of a hybrid."""
     if hasattr(retriever, "encoder"):
-        retriever.encoder = encoder
-        return True
-    return any(_swap_query_encoder(r, encoder) for r in getattr(retriever, "retrievers", []))
-
-
-def _swap_dense_index(retriever: Any, index: Any) -> bool:
-    """Put passage vectors from a trained document encoder into a dense retriever (or a hybrid's dense part)."""
-    if hasattr(retriever, "encoder"):
-        retriever.index = index
-        return True
-    return any(_swap_dense_index(r, index) for r in getattr(retriever, "retrievers", []))
+        return retriever
+    return next((d for d in map(_dense_part, getattr(retriever, "retrievers", [])) if d is not None), None)
