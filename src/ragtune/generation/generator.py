@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
-from ragtune.models.batching import length_buckets
+from ragtune.models.batching import input_order, length_buckets
 from ragtune.generation.prompts import build_prompt, check_template
 from ragtune.models.lazy import LazyModel
 
@@ -341,22 +341,20 @@ class Generator(LazyModel):
         y_ids = self.encode_targets(targets, prompts)
         T = max(len(y) for y in y_ids)
         lengths = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
-        order: list[int] = []
+        groups = length_buckets(lengths, batch_size or len(prompts))
         parts, means = [], []
-        for rows in length_buckets(lengths, batch_size or len(prompts)):
+        for rows in groups:
             lp, mean = self._score([p_ids[i] for i in rows], [y_ids[i] for i in rows], T, vocab_mean)
             parts.append(lp)
             means.append(mean)
-            order.extend(rows)
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        logp = torch.cat(parts, 0)[inverse.to(parts[0].device)]
+        inverse = torch.tensor(input_order(groups), device=parts[0].device)
+        logp = torch.cat(parts, 0)[inverse]
         mask = torch.zeros(len(y_ids), T, dtype=torch.bool)
         for i, y in enumerate(y_ids):
             mask[i, : len(y)] = True
         mask = mask.to(logp.device)
         if vocab_mean:
-            return logp, mask, torch.cat(means, 0)[inverse.to(logp.device)]
+            return logp, mask, torch.cat(means, 0)[inverse]
         return logp, mask
 
     def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int,

@@ -22,3 +22,12 @@ def length_buckets(lengths: Sequence[int], max_rows: int, slack: float = 1.15) -
             groups.append([i])
             total = lengths[i]
     return groups
+
+
+def input_order(groups: Sequence[Sequence[int]]) -> list[int]:
+    """Positions that put rows concatenated group by group (as ``length_buckets`` gives them) back into input
+    order: ``concatenated[input_order(groups)]``."""
+    inverse = [0] * sum(len(g) for g in groups)
+    for pos, i in enumerate(i for g in groups for i in g):
+        inverse[i] = pos
+    return inverse

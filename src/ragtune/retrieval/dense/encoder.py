@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
+from ragtune.models.batching import input_order, length_buckets
 from ragtune.models.lazy import LazyModel
 from ragtune.retrieval.dense.pooling import l2_normalize, pool, pooling_from_model_dir
 
@@ -188,18 +189,16 @@ class Encoder(LazyModel):
         on padding."""
         import torch
 
-        from ragtune.models.batching import length_buckets
-
         if not texts:
             return torch.empty(0, self.dim, device=self.device)
         ids = self._tokenize([self.prefix(kind) + t for t in texts])
-        parts, order = [], []
-        for rows in length_buckets([len(x) for x in ids], max_rows=len(ids)):
+        groups = length_buckets([len(x) for x in ids], max_rows=len(ids))
+        parts = []
+        for rows in groups:
             t_ids, t_mask = self._padded([ids[i] for i in rows])
             parts.append(self._pool(self.model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state, t_mask))
-            order.extend(rows)
         out = torch.cat(parts)
-        return out[torch.from_numpy(np.argsort(np.asarray(order))).to(out.device)]
+        return out[torch.tensor(input_order(groups), device=out.device)]
 
     # -- persistence --------------------------------------------------------------------------------------
 
