@@ -28,7 +28,11 @@ class Candidate:
 
 def contains_answer(text: str, answers: Sequence[str]) -> bool:
     """Whether a normalised answer occurs in the normalised text: as whole words, or as characters for CJK."""
-    t = normalize_answer(text)
+    return _contains(normalize_answer(text), answers)
+
+
+def _contains(normalized_text: str, answers: Sequence[str]) -> bool:
+    t = normalized_text
     for a in answers:
         g = normalize_answer(a)
         if g and (g in t if _CJK.search(g) else f" {g} " in f" {t} "):
@@ -54,9 +58,13 @@ def positives(examples: Sequence[QAExample], store: Any) -> list[Candidate]:
 
 
 def is_positive(c: Candidate, e: QAExample) -> bool:
-    if c.id is not None and c.id in e.positive_ids:
+    return _is_positive(c.id, " ".join(c.text.split()), e)
+
+
+def _is_positive(cid: int | None, spaced_text: str, e: QAExample) -> bool:
+    if cid is not None and cid in e.positive_ids:
         return True
-    return any(" ".join(c.text.split()) == " ".join(t.split()) for t in e.positive_texts)
+    return any(spaced_text == " ".join(t.split()) for t in e.positive_texts)
 
 
 def hard_negatives(examples: Sequence[QAExample], ranked: Sequence[Sequence[Any]], n: int) -> list[list[Candidate]]:
@@ -79,8 +87,11 @@ def hard_negatives(examples: Sequence[QAExample], ranked: Sequence[Sequence[Any]
 
 def false_negatives(examples: Sequence[QAExample], candidates: Sequence[Candidate]) -> np.ndarray:
     """(B, C) True where candidate c is a positive of question b or contains one of its answers."""
+    # each candidate text is normalised once, not once per question (B x C pairs a step)
+    spaced = [" ".join(c.text.split()) for c in candidates]
+    normalized = [normalize_answer(c.text) for c in candidates]
     mask = np.zeros((len(examples), len(candidates)), dtype=bool)
     for b, e in enumerate(examples):
         for j, c in enumerate(candidates):
-            mask[b, j] = is_positive(c, e) or contains_answer(c.text, e.answers)
+            mask[b, j] = _is_positive(c.id, spaced[j], e) or _contains(normalized[j], e.answers)
     return mask
