@@ -62,6 +62,16 @@ def _articles(spec: Optional[str]) -> Optional[slice]:
         raise RagtuneError(f"--articles takes START:END (article positions, e.g. 0:36), got {spec!r}") from None
 
 
+def _store_lookup(index: Optional[Path], build):
+    """``build(store)`` over the passage store of ``index`` (the lookups read it whole), or None without one."""
+    if index is None:
+        return None
+    from ragtune.retrieval.index import Index
+
+    with Index.open(index) as idx:
+        return build(idx.store)
+
+
 @convert_app.command("squad")
 def convert_squad_cmd(
     squad: Path = typer.Argument(..., help="A SQuAD-style JSON file."),
@@ -76,12 +86,7 @@ def convert_squad_cmd(
         from ragtune.errors import RagtuneError
 
         raise RagtuneError(f"no SQuAD file at {squad}")
-    lookup = None
-    if index is not None:
-        from ragtune.retrieval.index import Index
-
-        lookup = store_text_lookup(Index.open(index).store)
-    n = write_examples(squad_rows(squad, articles=_articles(articles), passage_ids=lookup), out)
+    n = write_examples(squad_rows(squad, articles=_articles(articles), passage_ids=_store_lookup(index, store_text_lookup)), out)
     console.print(f"wrote {n} rows to {out}")
 
 
@@ -99,10 +104,5 @@ def convert_beir_cmd(
         from ragtune.errors import RagtuneError
 
         raise RagtuneError(f"no BEIR qrels at {dataset / 'qrels' / (split + '.tsv')}")
-    lookup = None
-    if index is not None:
-        from ragtune.retrieval.index import Index
-
-        lookup = store_doc_lookup(Index.open(index).store)
-    n = write_examples(beir_rows(dataset, split, doc_passage_ids=lookup), out)
+    n = write_examples(beir_rows(dataset, split, doc_passage_ids=_store_lookup(index, store_doc_lookup)), out)
     console.print(f"wrote {n} rows to {out}")
