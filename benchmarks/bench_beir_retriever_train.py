@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from bench_dense import DATA, cached_passage_vectors
+from bench_retriever_train import triples
 from ragtune.config import DenseConfig, TrainingConfig
 from ragtune.corpus.types import Passage
 from ragtune.evaluation.retrieval import evaluate_retrieval
@@ -35,9 +36,8 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever, Encoder
 from ragtune.retrieval.sparse import BM25Retriever
-from ragtune.training import negatives as neg
 from ragtune.training.data import beir_rows
-from ragtune.training.trainer import Trainer, linear_warmup_decay, passages_for
+from ragtune.training.trainer import Trainer, linear_warmup_decay
 from shared_data import MemoryStore
 
 HERE = Path(__file__).parent
@@ -68,14 +68,6 @@ def ndcg(retriever, passages, queries, qrels) -> dict:
     doc_of = {p.id: p.doc_id for p in passages}
     r = evaluate_retrieval(retriever, lambda ids: [doc_of.get(i) for i in ids], queries, qrels)
     return {k: r.metrics[k] for k in ("ndcg@10", "recall@10", "recall@100", "mrr@10")}
-
-
-def triples(batch, store, bm25):
-    pos = neg.positives(batch, store)
-    ranked = passages_for(store, bm25.search([e.question for e in batch], 12).ids)
-    hard = neg.hard_negatives(batch, ranked, 1)
-    keep = [i for i, h in enumerate(hard) if h]
-    return [[batch[i].question for i in keep], [pos[i].text for i in keep], [hard[i][0].text for i in keep]]
 
 
 def main() -> None:

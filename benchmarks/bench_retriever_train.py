@@ -51,6 +51,16 @@ def train_run(rag, rows, bm25, args, hard: int, label: str) -> dict:
             "loss_last_20_mean": float(np.mean(res.losses[-20:]))}
 
 
+def triples(batch, store, bm25) -> list[list[str]]:
+    """(questions, positives, hard negatives) for sentence-transformers: ragtune's own positive and first mined
+    BM25 negative of each question that has one, so both sides train on the same texts."""
+    pos = neg.positives(batch, store)
+    ranked = passages_for(store, bm25.search([e.question for e in batch], 12).ids)
+    hard = neg.hard_negatives(batch, ranked, 1)
+    keep = [i for i, h in enumerate(hard) if h]
+    return [[batch[i].question for i in keep], [pos[i].text for i in keep], [hard[i][0].text for i in keep]]
+
+
 def step_times(rag, rows, bm25, store, args) -> dict:
     """Interleaved training steps, both sides of the encoder training: ragtune's Trainer step vs
     sentence-transformers' MultipleNegativesRankingLoss on the same triples."""
@@ -68,12 +78,7 @@ def step_times(rag, rows, bm25, store, args) -> dict:
     ours, theirs = [], []
     for rep in range(args.step_reps):
         batch = rows[rep * args.step_batch:(rep + 1) * args.step_batch]
-        # the triples sentence-transformers gets: our mined negative, so both see the same texts
-        pos = neg.positives(batch, store)
-        ranked = passages_for(store, bm25.search([e.question for e in batch], 12).ids)
-        hard = neg.hard_negatives(batch, ranked, 1)
-        keep = [i for i, h in enumerate(hard) if h]
-        trip = [[batch[i].question for i in keep], [pos[i].text for i in keep], [hard[i][0].text for i in keep]]
+        trip = triples(batch, store, bm25)
 
         t = time.perf_counter()
         opt.zero_grad(set_to_none=True)
