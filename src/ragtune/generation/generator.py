@@ -229,9 +229,10 @@ class Generator(LazyModel):
         enc = tok([self.render(p) for p in prompts], add_special_tokens=not chat, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
-    def generate(self, prompts: Sequence[str], **overrides: Any) -> list[Generation]:
+    def generate(self, prompts: Sequence[str], *, sink: Any = None, **overrides: Any) -> list[Generation]:
         """Decode every prompt (batched, padded); with ``num_return_sequences=n`` the n results of prompt i are
-        items ``i*n .. i*n+n-1``, best first for beam search."""
+        items ``i*n .. i*n+n-1``, best first for beam search. ``sink`` (a ``generation.streaming.TokenSink``)
+        hears each row's text as it is decoded and may stop rows early (greedy and sampling, one result a row)."""
         import torch
 
         if not prompts:
@@ -239,8 +240,13 @@ class Generator(LazyModel):
         o = self._options(overrides)
         enc = self._batch(prompts)
         beam = o.decoding == "beam"
+        watch: dict[str, Any] = {}
+        if sink is not None and not beam and o.num_return_sequences == 1:
+            from ragtune.generation.streaming import watch_kwargs
+
+            watch = watch_kwargs(self.tokenizer, sink, enc["attention_mask"], self.eos_token_ids, o.stop)
         with torch.inference_mode():
-            out = self.model.generate(**enc, **self._generate_kwargs(o), return_dict_in_generate=True,
+            out = self.model.generate(**enc, **self._generate_kwargs(o), **watch, return_dict_in_generate=True,
                                       output_scores=beam, output_logits=not beam)
             seqs = out.sequences
             gen = seqs[:, enc["input_ids"].shape[1]:] if not self.is_seq2seq else seqs[:, 1:]

@@ -232,8 +232,12 @@ class RAG:
         """Answer one question; ``overrides`` may set ``mode``, ``k``, ``thorough`` and any decoding option."""
         return self.ask_batch([question], **overrides)[0]
 
-    def ask_batch(self, questions: Sequence[str], **overrides: Any) -> list[RagOutput]:
-        return self._answer(list(questions), [()] * len(questions), overrides)
+    def ask_batch(self, questions: Sequence[str], *, histories: Sequence[Sequence[tuple[str, str]]] | None = None,
+                  sink: Any = None, **overrides: Any) -> list[RagOutput]:
+        """Answer many questions in one batch; ``histories`` gives each its chat turns (as ``chat_turn``), ``sink``
+        (a ``generation.streaming.TokenSink``) hears each answer as it is decoded (concat mode) and may stop rows."""
+        hist = [tuple(h) for h in histories] if histories is not None else [()] * len(questions)
+        return self._answer(list(questions), hist, overrides, sink)
 
     def chat_turn(self, history: Sequence[tuple[str, str]], message: str, **overrides: Any) -> RagOutput:
         """Answer ``message`` given the (user, assistant) turns so far: the history shapes the query and the prompt."""
@@ -246,7 +250,7 @@ class RAG:
         thorough = overrides.get("thorough")
         return mode, k, self.thorough if thorough is None else bool(thorough), gen
 
-    def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any]) -> list[RagOutput]:
+    def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any], sink: Any = None) -> list[RagOutput]:
         from ragtune.rag.decoding import rag_sequence_decode, rag_token_decode
 
         if not questions:
@@ -261,7 +265,8 @@ class RAG:
         seq_logp: list[Any] = [None] * len(questions)
         opts = self.generator._options(gen_opts)
         if mode == "concat":
-            gens = self.generator.generate([self._concat_prompt(q, r, h) for q, r, h in zip(questions, rows, histories)], **gen_opts)
+            watch = {"sink": sink} if sink is not None else {}
+            gens = self.generator.generate([self._concat_prompt(q, r, h) for q, r, h in zip(questions, rows, histories)], **watch, **gen_opts)
             answers, logprobs = [g.text for g in gens], [g.logprob for g in gens]
         elif mode == "rag-sequence":
             n = opts.num_beams if opts.decoding == "beam" else 1
