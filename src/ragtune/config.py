@@ -142,8 +142,23 @@ class Config(Section):
         """A config from a ``ragtune.toml`` file; defaults when ``path`` is None."""
         if path is None:
             return cls()
-        with open(path, "rb") as f:
-            return cls.model_validate(tomllib.load(f))
+        from ragtune.errors import RagtuneError
+
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise RagtuneError(f"config file {path} does not exist") from None
+        except IsADirectoryError:
+            raise RagtuneError(f"config file {path} is a folder: give a ragtune.toml file") from None
+        except OSError as e:
+            raise RagtuneError(f"config file {path} is unreadable: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise RagtuneError(f"config file {path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+        except tomllib.TOMLDecodeError as e:
+            raise RagtuneError(f"config file {path} is not valid TOML: {e}") from None
+        return cls.model_validate(data)
 
     def updated(self, **sections: dict) -> "Config":
         """A copy with some fields of some sections replaced, e.g. ``updated(rag={"k": 3})``; None values are ignored."""

@@ -3,3 +3,9 @@
 
 class RagtuneError(Exception):
     """Bad input or a bad index: the message names the problem and the fix."""
+
+
+class Interrupted(Exception):
+    """A command stopped by Ctrl-C; the message says what was kept. The CLI prints it and exits 130.
+
+    Not a ``KeyboardInterrupt``: typer swallows those into a bare exit code, losing the message."""

@@ -55,12 +55,26 @@ def _is_hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
-def iter_files_with_roots(paths: Iterable[str | Path], *, all_files: bool = False) -> Iterator[tuple[Path, Path]]:
+SkipFn = Callable[[Path, str], None]  # (path, reason): a file or folder that was passed over
+
+
+def resolved(path: Path) -> Path:
+    """``path.resolve()``, or the absolute path when it cannot be resolved (a symlink loop): such a file is still
+    yielded, so that reading it fails, is counted and is skipped like any unreadable file."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
+
+def iter_files_with_roots(paths: Iterable[str | Path], *, all_files: bool = False,
+                          on_skip: SkipFn | None = None) -> Iterator[tuple[Path, Path]]:
     """``(file, root)`` pairs: explicit files as given (root = their folder), folders walked recursively.
 
     Inside folders, hidden files and folders are skipped and, unless ``all_files``, so are files whose suffix
     no reader handles (images, archives...), so pointing at a project folder does not report each as unreadable.
-    Files come sorted by relative path within each argument; a file reached twice is yielded once.
+    Folders that cannot be listed go to ``on_skip``. Files come sorted by relative path within each argument;
+    a file reached twice is yielded once.
     """
     seen: set[Path] = set()
     for raw in paths:
@@ -68,19 +82,25 @@ def iter_files_with_roots(paths: Iterable[str | Path], *, all_files: bool = Fals
         if p.is_file():
             found: list[tuple[Path, Path]] = [(p, p.parent)]
         elif p.is_dir():
-            found = [(f, p) for f in _walk(p, all_files)]
+            found = [(f, p) for f in _walk(p, all_files, on_skip)]
+        elif p.is_symlink():  # dangling, or a loop: named and skipped where it is read
+            found = [(p, p.parent)]
         else:
             raise RagtuneError(f"{p} does not exist (expected a file or a folder of documents)")
         for f, root in found:
-            key = f.resolve()
+            key = resolved(f)
             if key not in seen:
                 seen.add(key)
                 yield f, root
 
 
-def _walk(root: Path, all_files: bool) -> list[Path]:
+def _walk(root: Path, all_files: bool, on_skip: SkipFn | None = None) -> list[Path]:
+    def unlistable(e: OSError) -> None:
+        if on_skip is not None:
+            on_skip(Path(e.filename or root), f"unreadable folder: {e.strerror or e}")
+
     out: list[Path] = []
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=unlistable):
         dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune hidden folders in place
         for name in files:
             f = Path(folder) / name
@@ -91,9 +111,9 @@ def _walk(root: Path, all_files: bool) -> list[Path]:
     return sorted(out, key=lambda f: f.relative_to(root).as_posix())
 
 
-def iter_files(paths: Iterable[str | Path], *, all_files: bool = False) -> Iterator[Path]:
+def iter_files(paths: Iterable[str | Path], *, all_files: bool = False, on_skip: SkipFn | None = None) -> Iterator[Path]:
     """Files to read from files and folders (see ``iter_files_with_roots``)."""
-    for f, _ in iter_files_with_roots(paths, all_files=all_files):
+    for f, _ in iter_files_with_roots(paths, all_files=all_files, on_skip=on_skip):
         yield f
 
 
@@ -104,7 +124,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as e:
-        raise UnreadableFile(e.strerror or str(e), path) from e
+        raise UnreadableFile(f"unreadable: {e.strerror or e}", path) from e
 
 
 def decode_text(data: bytes, path: Path | None = None) -> str:
@@ -302,10 +322,21 @@ def read_file(
     its id field (``_id`` for BEIR), else ``<relpath>#<line>``. ``source`` is the resolved absolute path.
     Rows without text are skipped and counted in ``stats``. Raises ``UnreadableFile`` instead of crashing.
     """
-    cfg = cfg or CorpusConfig()
     path = Path(path)
+    try:
+        return _read_file(path, cfg or CorpusConfig(), root, stats)
+    except UnreadableFile:
+        raise
+    except OSError as e:  # vanished, a symlink loop, permissions, an I/O error
+        raise UnreadableFile(f"unreadable: {e.strerror or e}", path) from e
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError) as e:
+        # a reader meeting a shape it does not expect must cost one file, not the run
+        raise UnreadableFile(f"unreadable ({type(e).__name__}: {e})", path) from e
+
+
+def _read_file(path: Path, cfg: CorpusConfig, root: str | Path | None, stats: ReadStats | None) -> list[Document]:
     rel = _relative_id(path, Path(root) if root is not None else None)
-    source = str(path.resolve())
+    source = str(resolved(path))
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise UnreadableFile(f"unsupported file type {suffix or '(no suffix)'!r}", path)

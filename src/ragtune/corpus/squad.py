@@ -60,26 +60,34 @@ def load_squad(path: str | Path) -> SquadData:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
         articles = raw["data"]
+        if not isinstance(articles, list):
+            raise TypeError(f"'data' is a {type(articles).__name__}")
     except FileNotFoundError:
         raise RagtuneError(f"SQuAD file {path} not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as e:
+    except IsADirectoryError:
+        raise RagtuneError(f"{path} is a folder, not a SQuAD-style JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as e:
         raise RagtuneError(f"{path} is not SQuAD-style JSON with a top-level 'data' list ({e})") from e
     source = str(path.resolve())
     docs: list[Document] = []
     questions: list[SquadQuestion] = []
     titles: list[str] = []
     for a, article in enumerate(articles):
+        if not isinstance(article, dict) or not isinstance(article.get("paragraphs", []), list):
+            raise RagtuneError(f"{path}: article {a} is not an object with a 'paragraphs' list")
         raw_title = str(article.get("title", ""))
         titles.append(_title(raw_title))
         for p, para in enumerate(article.get("paragraphs", [])):
             doc_id = f"{a}-{p}"
             try:
+                if not isinstance(para["context"], str):
+                    raise TypeError("'context' is not a string")
                 docs.append(
                     Document(doc_id, para["context"], _title(raw_title), source, {"article_title": raw_title})
                 )
                 questions.extend(_question(qa, doc_id, a) for qa in para.get("qas", []))
-            except (KeyError, TypeError) as e:
-                raise RagtuneError(f"{path}: article {a} paragraph {p} is malformed (missing {e})") from e
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise RagtuneError(f"{path}: article {a} paragraph {p} is malformed ({type(e).__name__}: {e})") from e
     return SquadData(docs, questions, titles)
 
 
@@ -173,16 +181,30 @@ def read_jsonl_rows(path: Path, parse: Callable[[Any, int], R], bad: Callable[[i
     """``parse(row, line_number)`` of every non-blank line; a line that is not JSON or that ``parse`` rejects with
     ``ValueError`` goes to ``bad(line_number, message)``, which may raise to stop the read."""
     out: list[R] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                out.append(parse(json.loads(line), n))
-            except json.JSONDecodeError as e:
-                bad(n, f"not valid JSON ({e.msg})")
-            except ValueError as e:
-                bad(n, str(e))
+    try:
+        with open(path, "rb") as f:
+            for n, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    if b"\0" in raw:
+                        raise RagtuneError(f"{path} is a binary file, not JSONL text") from None
+                    bad(n, f"not UTF-8 text (invalid byte at offset {e.start})")
+                    continue
+                if not line.strip():
+                    continue
+                try:
+                    out.append(parse(json.loads(line), n))
+                except json.JSONDecodeError as e:
+                    bad(n, f"not valid JSON ({e.msg})")
+                except RecursionError:
+                    bad(n, "JSON nested too deeply")
+                except ValueError as e:
+                    bad(n, str(e))
+    except IsADirectoryError:
+        raise RagtuneError(f"{path} is a folder, not a JSONL file") from None
+    except OSError as e:
+        raise RagtuneError(f"{path} is unreadable: {e.strerror or e}") from None
     return out
 
 

@@ -33,17 +33,29 @@ def load_qa_dataset(path: str | Path) -> list[QAExample]:
     if path.suffix == ".jsonl":
         from ragtune.corpus.squad import load_qa_jsonl
 
-        return [QAExample(r.question, list(r.answers), str(r.line), [], list(r.positive_ids)) for r in load_qa_jsonl(path)]
+        rows = [QAExample(r.question, list(r.answers), str(r.line), [], list(r.positive_ids)) for r in load_qa_jsonl(path)]
+        return _nonempty(rows, path)
     try:
         head = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RagtuneError(f"{path} is not valid JSON ({e.msg}); use SQuAD-style JSON or JSONL with one question a line") from None
+    except UnicodeDecodeError as e:
+        raise RagtuneError(f"{path} is not UTF-8 text (invalid byte at offset {e.start}): not a QA dataset") from None
+    except RecursionError:
+        raise RagtuneError(f"{path}: JSON nested too deeply to be a QA dataset") from None
     if not isinstance(head, dict) or "data" not in head:
         raise RagtuneError(f"{path} is not SQuAD-style JSON (no top-level 'data'); use a .jsonl file of {{question, answers}} rows")
     from ragtune.corpus.squad import load_squad
 
     data = load_squad(path)
-    return [QAExample(q.question, list(q.answers), q.id, [q.doc_id]) for q in data.questions]
+    return _nonempty([QAExample(q.question, list(q.answers), q.id, [q.doc_id]) for q in data.questions], path)
+
+
+def _nonempty(examples: list[QAExample], path: Path) -> list[QAExample]:
+    # a score over zero questions would read as a real EM of 0.0
+    if not examples:
+        raise RagtuneError(f"{path} holds no questions: nothing to evaluate")
+    return examples
 
 
 @dataclass
