@@ -91,6 +91,23 @@ class RagConfig(Section):
     doc_temperature: float = 1.0  # p(z|q) = softmax(f(q,z) / doc_temperature)
 
 
+class ServerConfig(Section):
+    """`ragtune serve`: request batching, limits and bounds (each default stated here once)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    max_batch_size: int = Field(8, ge=1)  # answer requests decoded together in one micro-batch
+    max_wait_ms: float = Field(10.0, ge=0)  # how long the first request of a batch waits for company
+    queue_size: int = Field(64, ge=1)  # answer requests waiting or running; more get 429
+    timeout_s: float = Field(120.0, gt=0)  # per answer request, queueing included
+    max_body_bytes: int = Field(1_000_000, ge=1024)  # larger request bodies get 413
+    max_k: int = Field(100, ge=1)
+    max_tokens: int = Field(1024, ge=1)  # bound on max_tokens / max_new_tokens of one request
+    max_question_chars: int = Field(8000, ge=1)
+    max_messages: int = Field(100, ge=1)  # chat turns in one request
+    preload: bool = False  # load the models at start (/ready is 503 until they are loaded)
+
+
 class TrainingConfig(Section):
     # rag: -log P(y|q) through generator and retriever; contrastive (DPR: in-batch and BM25 hard negatives)
     # and lm-supervised (KL to the generator's preference over the top k) train the retriever alone.
@@ -136,6 +153,7 @@ class Config(Section):
     generator: GeneratorConfig = GeneratorConfig()
     rag: RagConfig = RagConfig()
     training: TrainingConfig = TrainingConfig()
+    server: ServerConfig = ServerConfig()
 
     @classmethod
     def load(cls, path: str | Path | None) -> "Config":
