@@ -78,7 +78,10 @@ def test_greedy_batch_equals_one_by_one(gen: Generator):
 def test_num_return_sequences_and_stream(gen: Generator):
     outs = gen.generate(["a question"], decoding="beam", num_beams=3, num_return_sequences=3)
     assert len(outs) == 3
-    assert outs[0].logprob >= outs[-1].logprob - 1e-6 or True  # beam order is by normalised score
+    # beam order is by length-normalised score (length_penalty 1): logprob / number of tokens, best first
+    scores = [o.logprob / len(o.token_ids) for o in outs]
+    assert all(a >= b - 1e-4 for a, b in zip(scores, scores[1:])), scores
+    assert len({tuple(o.token_ids) for o in outs}) == 3  # three distinct hypotheses, not one repeated
     greedy = gen.generate(["a question"])[0].text
     assert "".join(gen.stream("a question")).strip() == greedy
 

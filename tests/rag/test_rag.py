@@ -96,12 +96,11 @@ def test_ask_posterior_sums_to_one(rag: RAG, mode: str, decoding: str):
     assert sum(c.prior for c in out.citations) == pytest.approx(1.0, abs=1e-5)
     assert math.isfinite(out.logprob)
     # the posterior is p(z|q) P(y|q,z) normalised, with P(y|q,z) from the answer under passage z alone
-    if mode != "rag-sequence" or True:
-        g = rag.generator
-        seq = torch.tensor([raw_loglik(g, g.build_prompt(Q[0], [PASSAGES[c.id - 1]]), out.answer) for c in out.citations])
-        prior = torch.log(torch.tensor([c.prior for c in out.citations]))
-        expected = torch.softmax(prior + seq, 0)
-        assert [c.posterior for c in out.citations] == pytest.approx(expected.tolist(), abs=1e-3)
+    g = rag.generator
+    seq = torch.tensor([raw_loglik(g, g.build_prompt(Q[0], [PASSAGES[c.id - 1]]), out.answer) for c in out.citations])
+    prior = torch.log(torch.tensor([c.prior for c in out.citations]))
+    expected = torch.softmax(prior + seq, 0)
+    assert [c.posterior for c in out.citations] == pytest.approx(expected.tolist(), abs=1e-3)
     d = out.to_dict()
     assert set(d) == {"question", "answer", "logprob", "mode", "citations"} and RagOutput.from_dict(d) == out
 

@@ -39,21 +39,34 @@ def test_resume_without_checkpoint_is_a_clear_error(small_world, tmp_path):
         Trainer(make_rag(w), w["train"], None, _cfg(), tmp_path / "none", progress=False).train(resume=True)
 
 
-def test_output_loads_with_from_pretrained_and_keeps_the_best(small_world, tmp_path):
+@pytest.mark.parametrize("best_step", [2, 4])
+def test_output_loads_with_from_pretrained_and_keeps_the_best(small_world, tmp_path, best_step):
     from ragtune.rag.model import RAG
 
     w = small_world
-    tr = Trainer(make_rag(w), w["train"], w["dev"][:6], _cfg(max_steps=4, eval_every=2), tmp_path / "out",
-                 index_dir=w["root"] / "index", progress=False)
+    dev = w["dev"][:6]
+    gold = {e.question: e.answers[0] for e in dev}
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def scripted(questions):
+        # The dev answers are scripted (all right at ``best_step``, all wrong otherwise), so which evaluation wins
+        # is fixed; each call also records the generator's weights at that evaluation.
+        step = 2 * (len(snapshots) + 1)
+        snapshots[step] = {n: p.detach().clone() for n, p in tr.generator.model.named_parameters()}
+        return [gold[q] if step == best_step else "" for q in questions]
+
+    tr = Trainer(make_rag(w), w["train"], dev, _cfg(max_steps=4, eval_every=2), tmp_path / "out",
+                 index_dir=w["root"] / "index", progress=False, answer_fn=scripted)
     res = tr.train()
-    assert [e["step"] for e in res.evals] == [2, 4] and res.best is not None
+    assert [e["step"] for e in res.evals] == [2, 4] and res.best["step"] == best_step
+    assert res.best["em"] == 1.0
     meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
     assert meta["rag"] == {"mode": "rag-sequence", "k": 3, "doc_temperature": 0.05, "retriever": "dense"}
     loaded = RAG.from_pretrained(tmp_path / "out")
-    # the saved generator and query encoder are the trained ones when the last eval was the best
-    if res.best["step"] == 4:
-        for (n, p), (_, q) in zip(tr.generator.model.named_parameters(), loaded.generator.model.named_parameters()):
-            assert torch.equal(p.detach(), q.detach()), n
+    # the saved generator is the one of the best evaluation, not the last step's
+    for n, q in loaded.generator.model.named_parameters():
+        assert torch.equal(snapshots[best_step][n], q.detach()), n
+    assert any(not torch.equal(snapshots[2][n], snapshots[4][n]) for n in snapshots[2])  # the two really differ
     assert isinstance(loaded.ask("where does x live ?").answer, str)
 
 
@@ -74,14 +87,22 @@ def test_lora_trains_only_adapters_and_saves_an_adapter(small_world, tmp_path):
     base = {n: p.detach().clone() for n, p in rag.generator.model.named_parameters()}
     tr = Trainer(rag, w["train"], None, _cfg(max_steps=2, lora=True, lora_r=4, train_query_encoder=False), tmp_path / "lora",
                  index_dir=w["root"] / "index", progress=False)
+    adapters = {n: p.detach().clone() for n, p in tr.modules["generator"].named_parameters() if p.requires_grad}
     tr.train()
-    names = [n for n, p in tr.modules["generator"].named_parameters() if p.requires_grad]
-    assert names and all("lora_" in n for n in names)
+    assert adapters and all("lora_" in n for n in adapters)
+    trained = dict(tr.modules["generator"].named_parameters())
+    assert any(not torch.equal(trained[n].detach(), a) for n, a in adapters.items())  # the adapters moved
+    # every base weight is untouched: PEFT names it base_model.model.<name>, with .base_layer inside adapted layers
+    frozen = {n.removeprefix("base_model.model.").replace(".base_layer", ""): p for n, p in trained.items() if "lora_" not in n}
+    assert set(frozen) == set(base)
+    for n, p in frozen.items():
+        assert torch.equal(p.detach(), base[n]), n
     assert (tmp_path / "lora" / "generator" / "adapter_config.json").exists()
     assert "encoder" not in tr.modules
     loaded = RAG.from_pretrained(tmp_path / "lora")
+    for n, p in loaded.generator.model.named_parameters():
+        assert torch.equal(p.detach(), trained[n].detach()), n  # the saved adapter is the trained one
     assert isinstance(loaded.ask("where does x live ?").answer, str)
-    del base
 
 
 def test_schedule_and_accumulation(small_world, tmp_path):
