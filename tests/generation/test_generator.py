@@ -86,6 +86,32 @@ def test_num_return_sequences_and_stream(gen: Generator):
     assert "".join(gen.stream("a question")).strip() == greedy
 
 
+def test_cached_step_follows_forks_like_the_raw_model(gen: Generator):
+    prompts = [gen.build_prompt("When was it completed?", [PASSAGE]), "x"]
+    step = gen.cached_step(prompts)
+    first = step.first()
+    for i, p in enumerate(prompts):
+        torch.testing.assert_close(first[i], raw_log_softmax(gen, p, [5])[0], atol=1e-4, rtol=0)
+    # row 0 forks into two continuations, row 1 continues once: (prompt, token) per new row
+    rows, tokens = torch.tensor([0, 0, 1]), torch.tensor([5, 7, 9])
+    nxt = step.next(rows, tokens)
+    for r, (src, tok) in enumerate(zip(rows.tolist(), tokens.tolist())):
+        torch.testing.assert_close(nxt[r], raw_log_softmax(gen, prompts[src], [tok, 3])[1], atol=1e-4, rtol=0)
+
+
+def test_options_and_decode(gen: Generator):
+    o = gen.options({"decoding": "beam", "stop": ["\n"], "num_beams": None})
+    assert o.decoding == "beam" and o.stop == ("\n",) and o.num_beams == gen.defaults.num_beams == 4
+    with pytest.raises(TypeError, match="unknown generation options"):
+        gen.options({"beams": 2})
+    with pytest.raises(RagtuneError, match="greedy, beam or sample"):
+        gen.options({"decoding": "nucleus"})
+    ids = gen.tokenizer("hello world. more", add_special_tokens=False)["input_ids"] + [gen.eos_token_ids[0]]
+    text = gen.tokenizer.decode(ids, skip_special_tokens=True).strip()
+    assert gen.decode(ids) == text
+    assert gen.decode(ids, stop=[text[3:5]]) == text[:3].strip()
+
+
 def test_stop_strings_cut_text(tmp_path):
     g = Generator(str(tiny_causal_lm(tmp_path)), max_new_tokens=8)
     full = g.generate(["Question: who won?"])[0]

@@ -8,45 +8,24 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
-from ragtune.models.batching import input_order, length_buckets
+from ragtune.generation.options import Decoding, DecodeOptions, Generation, cut_at_stop, stop_index
 from ragtune.generation.prompts import build_prompt, check_template
+from ragtune.models.batching import input_order, length_buckets
 from ragtune.models.lazy import LazyModel
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from ragtune.config import GeneratorConfig
+    from ragtune.generation.cached_step import CachedStep
 
-Decoding = Literal["greedy", "beam", "sample"]
+__all__ = ["Generator", "Generation", "DecodeOptions", "Decoding"]
 SETTINGS_FILE = "generator.json"
-
-
-@dataclass
-class Generation:
-    """One decoded answer: ``text`` (stripped, cut at a stop string), the generated ``token_ids`` (with the final
-    eos when the model emitted one) and ``logprob`` = sum of log P(token | prompt, previous tokens) over them."""
-
-    text: str
-    token_ids: list[int] = field(default_factory=list)
-    logprob: float = 0.0
-
-
-@dataclass
-class DecodeOptions:
-    max_new_tokens: int = 64
-    decoding: Decoding = "greedy"
-    num_beams: int = 4
-    temperature: float = 0.7
-    top_p: float = 0.9
-    stop: tuple[str, ...] = ()
-    num_return_sequences: int = 1
-    length_penalty: float = 1.0
 
 
 class Generator(LazyModel):
@@ -200,15 +179,29 @@ class Generator(LazyModel):
 
     # ---- generation ----------------------------------------------------------------------------------------
 
-    def _options(self, overrides: dict[str, Any]) -> DecodeOptions:
-        unknown = set(overrides) - set(DecodeOptions.__dataclass_fields__)
-        if unknown:
-            raise TypeError(f"unknown generation options: {sorted(unknown)}")
-        d = self.defaults.__dict__ | {k: v for k, v in overrides.items() if v is not None}
-        d["stop"] = tuple(d["stop"])
-        if d["decoding"] not in ("greedy", "beam", "sample"):
-            raise RagtuneError(f"unknown decoding {d['decoding']!r}; use greedy, beam or sample")
-        return DecodeOptions(**d)
+    def options(self, overrides: dict[str, Any]) -> DecodeOptions:
+        """This generator's decoding defaults with a call's ``overrides`` applied (None leaves a default)."""
+        return self.defaults.updated(overrides)
+
+    def decode(self, token_ids: Sequence[int], stop: Sequence[str] = ()) -> str:
+        """The answer text of generated ids: special tokens dropped, cut at the first stop string, stripped."""
+        return cut_at_stop(self.tokenizer.decode(list(token_ids), skip_special_tokens=True), stop)
+
+    def cached_step(self, prompts: Sequence[str]) -> "CachedStep":
+        """Step-by-step next-token log-probs of ``prompts`` with a KV cache (see ``generation.cached_step``)."""
+        from ragtune.generation.cached_step import CachedStep
+
+        return CachedStep(self, prompts)
+
+    def add_lora(self, *, r: int, alpha: float, dropout: float, target_modules: Any = "all-linear") -> Any:
+        """Wrap the model in LoRA adapters (PEFT) and use the wrapped model from now on; returns it. Only the
+        adapters require gradients; ``save`` then writes just the adapters."""
+        from peft import LoraConfig, get_peft_model
+
+        task = "SEQ_2_SEQ_LM" if self.is_seq2seq else "CAUSAL_LM"
+        self._model = get_peft_model(self.model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                            target_modules=target_modules, task_type=task))
+        return self._model
 
     def _generate_kwargs(self, o: DecodeOptions) -> dict[str, Any]:
         kw: dict[str, Any] = dict(max_new_tokens=o.max_new_tokens, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_ids)
@@ -222,6 +215,20 @@ class Generator(LazyModel):
         if o.stop:
             kw.update(stop_strings=list(o.stop), tokenizer=self.tokenizer)
         return kw
+
+    def _decoder_start(self, n: int) -> "torch.Tensor":
+        """(n, 1) seq2seq decoder start tokens."""
+        import torch
+
+        start = self.model.config.decoder_start_token_id
+        return torch.full((n, 1), self.pad_token_id if start is None else start, dtype=torch.long, device=self.device)
+
+    def _causal_forward(self, ids: "torch.Tensor", att: "torch.Tensor", *, keep: int, **kw: Any) -> tuple[Any, "torch.Tensor"]:
+        """One forward pass of a left-padded decoder-only batch, and its position ids: positions count real tokens
+        only, and only the last ``keep`` positions get the vocabulary projection when the model allows it."""
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        keep_kw = {"logits_to_keep": keep} if self._keeps_logits else {}
+        return self.model(input_ids=ids, attention_mask=att, position_ids=pos, **keep_kw, **kw), pos
 
     def _batch(self, prompts: Sequence[str]) -> dict[str, "torch.Tensor"]:
         tok = self.tokenizer
@@ -237,7 +244,7 @@ class Generator(LazyModel):
 
         if not prompts:
             return []
-        o = self._options(overrides)
+        o = self.options(overrides)
         enc = self._batch(prompts)
         beam = o.decoding == "beam"
         watch: dict[str, Any] = {}
@@ -262,7 +269,7 @@ class Generator(LazyModel):
         n = next((i + 1 for i, t in enumerate(ids) if t in eos), len(ids))
         ids, steps = ids[:n], steps[:n]
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        cut = _stop_at(text, stop)
+        cut = stop_index(text, stop)
         if cut is not None:
             text = text[:cut]
             # keep only the tokens up to the one that completes the answer text, so logprob scores what is shown
@@ -279,7 +286,7 @@ class Generator(LazyModel):
         import torch
         from transformers import TextIteratorStreamer
 
-        o = self._options(overrides)
+        o = self.options(overrides)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         enc = self._batch([prompt])
         kw = self._generate_kwargs(o) | {"num_return_sequences": 1}
@@ -299,7 +306,7 @@ class Generator(LazyModel):
         text, shown = "", 0
         for chunk in streamer:
             text += chunk
-            cut = _stop_at(text, o.stop)
+            cut = stop_index(text, o.stop)
             end = cut if cut is not None else max(len(text) - hold, shown)
             piece = text[shown:end]
             if shown == 0:
@@ -314,7 +321,7 @@ class Generator(LazyModel):
         thread.join()
         if errors:
             raise errors[0]
-        if _stop_at(text, o.stop) is None and shown < len(text.rstrip()):
+        if stop_index(text, o.stop) is None and shown < len(text.rstrip()):
             rest = text[shown:].rstrip()
             yield rest.lstrip() if shown == 0 else rest
 
@@ -338,6 +345,8 @@ class Generator(LazyModel):
         """
         import torch
 
+        from ragtune.generation.scoring import score_rows
+
         if len(prompts) != len(targets):
             raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
         if not prompts:
@@ -350,7 +359,7 @@ class Generator(LazyModel):
         groups = length_buckets(lengths, batch_size or len(prompts))
         parts, means = [], []
         for rows in groups:
-            lp, mean = self._score([p_ids[i] for i in rows], [y_ids[i] for i in rows], T, vocab_mean)
+            lp, mean = score_rows(self, [p_ids[i] for i in rows], [y_ids[i] for i in rows], T, vocab_mean)
             parts.append(lp)
             means.append(mean)
         inverse = torch.tensor(input_order(groups), device=parts[0].device)
@@ -362,55 +371,6 @@ class Generator(LazyModel):
         if vocab_mean:
             return logp, mask, torch.cat(means, 0)[inverse]
         return logp, mask
-
-    def _score(self, p_ids: list[list[int]], y_ids: list[list[int]], width: int,
-               vocab_mean: bool) -> tuple["torch.Tensor", "torch.Tensor | None"]:
-        """(N, width) target log-probs of one forward pass, padded to ``width``, and the vocabulary-mean
-        log-probs when ``vocab_mean`` (else None: a pass over (N, T, V) that most callers do not need)."""
-        import torch
-
-        dev, pad = self.device, self.pad_token_id
-        T = max(len(y) for y in y_ids)
-        N = len(p_ids)
-        lens = torch.tensor([len(y) for y in y_ids])
-        tgt = torch.full((N, T), pad, dtype=torch.long)
-        for i, y in enumerate(y_ids):
-            tgt[i, : len(y)] = torch.tensor(y)
-        tgt = tgt.to(dev)
-        if self.is_seq2seq:
-            enc = self.tokenizer.pad({"input_ids": p_ids}, padding=True, return_tensors="pt")
-            start = self.model.config.decoder_start_token_id
-            start = pad if start is None else start
-            dec = torch.cat([torch.full((N, 1), start, dtype=torch.long, device=dev), tgt[:, :-1]], 1)
-            dec_mask = (torch.arange(T)[None] < lens[:, None]).to(dev)
-            logits = self.model(input_ids=enc["input_ids"].to(dev), attention_mask=enc["attention_mask"].to(dev),
-                                decoder_input_ids=dec, decoder_attention_mask=dec_mask.long(), use_cache=False).logits
-        else:
-            # Left-pad prompt+target so every target ends at the last column; then only the last T+1 positions
-            # need the vocabulary projection (the (N, L, V) logits of long RAG prompts would not fit in memory).
-            seqs = [p + y for p, y in zip(p_ids, y_ids)]
-            L = max(len(s) for s in seqs)
-            ids = torch.full((N, L), pad, dtype=torch.long)
-            att = torch.zeros((N, L), dtype=torch.long)
-            for i, s in enumerate(seqs):
-                ids[i, L - len(s):] = torch.tensor(s)
-                att[i, L - len(s):] = 1
-            pos = (att.cumsum(-1) - 1).clamp(min=0)
-            kw = {"logits_to_keep": T + 1} if self._keeps_logits else {}
-            logits = self.model(input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos.to(dev), use_cache=False, **kw).logits
-            logits = logits[:, -(T + 1):-1]
-            # kept column j predicts absolute column L-T+j; row i's target starts at column L-len_i, i.e. j = T-len_i
-            j = ((T - lens)[:, None] + torch.arange(T)[None]).clamp(max=T - 1).to(dev)
-            logits = logits.gather(1, j[..., None].expand(-1, -1, logits.shape[-1]))
-        logits = logits.float()
-        norm = logits.logsumexp(-1)
-        valid = (torch.arange(T)[None] < lens[:, None]).to(dev)
-        logp = (logits.gather(-1, tgt[..., None]).squeeze(-1) - norm).masked_fill(~valid, 0.0)
-        mean = (logits.mean(-1) - norm).masked_fill(~valid, 0.0) if vocab_mean else None
-        if width > T:
-            logp = torch.nn.functional.pad(logp, (0, width - T))
-            mean = torch.nn.functional.pad(mean, (0, width - T)) if mean is not None else None
-        return logp, mean
 
     # ---- persistence ---------------------------------------------------------------------------------------
 
@@ -448,7 +408,3 @@ class Generator(LazyModel):
         model = settings.pop("base_model", None) or str(path)
         return cls(model, device=device, **settings)
 
-
-def _stop_at(text: str, stop: Sequence[str]) -> int | None:
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return min(cuts) if cuts else None

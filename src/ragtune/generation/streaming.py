@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
+from ragtune.generation.options import stop_index
+
 
 class TokenSink(Protocol):
     def put(self, row: int, text: str) -> None:
@@ -19,11 +21,6 @@ class TokenSink(Protocol):
 
     def usage(self, row: int, prompt_tokens: int, completion_tokens: int) -> None:
         """Called once per row when decoding ends."""
-
-
-def _stop_at(text: str, stop: Sequence[str]) -> int | None:
-    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return min(cuts) if cuts else None
 
 
 class _BatchStreamer:
@@ -58,7 +55,7 @@ class _BatchStreamer:
 
     def _emit(self, row: int, final: bool) -> None:
         text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)
-        cut = _stop_at(text, self.stop)
+        cut = stop_index(text, self.stop)
         if cut is not None:
             end = cut
             self.done[row] = self.cut[row] = True

@@ -112,59 +112,28 @@ def beam_search(
 
 
 class MixtureStep:
-    """RAG-Token's step function: every beam's K passage contexts are rows of one batch with one KV cache.
+    """RAG-Token's step function: every beam's K passage contexts are rows of one ``Generator.cached_step``.
 
     Rows are ordered (question b, beam n, passage z). The prompts are encoded once (prefill) for all N beams;
-    each step feeds one token per row, reorders the cache when beams are re-ranked, and returns
+    each step feeds one token per row, follows the beams' re-ranking, and returns
     logsumexp_z [ log p(z|q) + log P(y_t | q, z, y_<t) ] per beam.
     """
 
     def __init__(self, generator: "Generator", prompts: Sequence[Sequence[str]], doc_logp: torch.Tensor, num_beams: int):
-        self.g = generator
         self.B, self.K = doc_logp.shape
         self.N = num_beams
         self.doc_logp = doc_logp.detach().float().to(generator.device)
         # (b, n, z) row order: the same K prompts repeated for each of the N beams of question b
-        self.prompts = [p for b in range(self.B) for _ in range(self.N) for p in prompts[b]]
-        self.cache = None
+        self.step = generator.cached_step([p for b in range(self.B) for _ in range(self.N) for p in prompts[b]])
 
-    def _rows(self, origin: torch.Tensor) -> torch.Tensor:
-        return (origin[:, None] * self.K + torch.arange(self.K)[None]).reshape(-1).to(self.g.device)
-
-    @torch.inference_mode()
     def __call__(self, tokens: torch.Tensor | None, origin: torch.Tensor | None) -> torch.Tensor:
-        g, model, dev = self.g, self.g.model, self.g.device
         if tokens is None:
-            enc = g._batch(self.prompts)
-            self.att = enc["attention_mask"]
-            if g.is_seq2seq:
-                self.enc_out = model.get_encoder()(input_ids=enc["input_ids"], attention_mask=self.att)
-                start = model.config.decoder_start_token_id
-                start = g.pad_token_id if start is None else start
-                dec = torch.full((len(self.prompts), 1), start, dtype=torch.long, device=dev)
-                out = model(encoder_outputs=self.enc_out, attention_mask=self.att, decoder_input_ids=dec, use_cache=True)
-            else:
-                pos = (self.att.cumsum(-1) - 1).clamp(min=0)
-                self.next_pos = pos[:, -1:] + 1
-                kw = {"logits_to_keep": 1} if g._keeps_logits else {}
-                out = model(input_ids=enc["input_ids"], attention_mask=self.att, position_ids=pos, use_cache=True, **kw)
+            logp = self.step.first()
         else:
-            rows = self._rows(origin)
-            self.cache.reorder_cache(rows)
-            self.att = self.att[rows]
-            step_ids = tokens.to(dev).repeat_interleave(self.K)[:, None]
-            if g.is_seq2seq:
-                self.enc_out.last_hidden_state = self.enc_out.last_hidden_state[rows]
-                out = model(encoder_outputs=self.enc_out, attention_mask=self.att, decoder_input_ids=step_ids,
-                            use_cache=True, **{g.cache_kwarg: self.cache})
-            else:
-                self.next_pos = self.next_pos[rows]
-                self.att = torch.cat([self.att, self.att.new_ones(self.att.shape[0], 1)], 1)
-                out = model(input_ids=step_ids, attention_mask=self.att, position_ids=self.next_pos,
-                            use_cache=True, **{g.cache_kwarg: self.cache})
-                self.next_pos = self.next_pos + 1
-        self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
-        logp = out.logits[:, -1].float().log_softmax(-1).view(self.B, self.N, self.K, -1)
+            # beam row r continues beam origin[r]: its K passage rows continue that beam's K rows
+            rows = (origin[:, None] * self.K + torch.arange(self.K)[None]).reshape(-1)
+            logp = self.step.next(rows, tokens.repeat_interleave(self.K))
+        logp = logp.view(self.B, self.N, self.K, -1)
         mix = torch.logsumexp(self.doc_logp[:, None, :, None] + logp, dim=2)
         return mix.reshape(self.B * self.N, -1)
 

@@ -263,7 +263,7 @@ class RAG:
         doc_logp = self.doc_log_prior(hits, passages=rows).detach()
         single = [self._single_prompts(q, r, h) for q, r, h in zip(questions, rows, histories)]
         seq_logp: list[Any] = [None] * len(questions)
-        opts = self.generator._options(gen_opts)
+        opts = self.generator.options(gen_opts)
         if mode == "concat":
             watch = {"sink": sink} if sink is not None else {}
             gens = self.generator.generate([self._concat_prompt(q, r, h) for q, r, h in zip(questions, rows, histories)], **watch, **gen_opts)
@@ -278,7 +278,7 @@ class RAG:
                 raise RagtuneError("rag-token decoding is beam search (greedy = 1 beam); use --decoding greedy or beam")
             hyps = rag_token_decode(self.generator, single, doc_logp, num_beams=opts.num_beams if opts.decoding == "beam" else 1,
                                     max_new_tokens=opts.max_new_tokens, length_penalty=opts.length_penalty)
-            answers = [self._text(h.tokens, opts.stop) for h in hyps]
+            answers = [self.generator.decode(h.tokens, opts.stop) for h in hyps]
             logprobs = [h.logprob for h in hyps]
         posts = self._posteriors(single, answers, doc_logp, seq_logp)
         t2 = time.perf_counter()
@@ -286,13 +286,6 @@ class RAG:
         prior = doc_logp.exp().cpu()
         return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]))
                 for b, (q, a, lp, r) in enumerate(zip(questions, answers, logprobs, rows))]
-
-    def _text(self, tokens: list[int], stop: Sequence[str]) -> str:
-        from ragtune.generation.generator import _stop_at
-
-        text = self.generator.tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = _stop_at(text, stop)
-        return (text[:cut] if cut is not None else text).strip()
 
     def _posteriors(self, single: list[list[str]], answers: list[str], doc_logp: Any, seq_logp: list[Any]) -> Any:
         """p(z|q,y) for each question: score y under each passage alone where decoding did not already."""

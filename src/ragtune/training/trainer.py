@@ -175,7 +175,7 @@ class Trainer:
         if cfg.objective != "contrastive":  # the contrastive objective never loads the generator
             gen_model = self.generator.model
             if self.train_generator and cfg.lora:
-                gen_model = self._apply_lora(gen_model)
+                gen_model = self.generator.add_lora(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=cfg.lora_dropout)
             for n, p in gen_model.named_parameters():
                 p.requires_grad_(self.train_generator and ("lora_" in n if cfg.lora else True))
             if self.retriever_only:
@@ -204,25 +204,6 @@ class Trainer:
                            for p in self.modules[name].parameters()]
         if not self.params_gen and not self.params_enc:
             raise RagtuneError("nothing to train: every part is frozen")
-
-    def _apply_lora(self, model: torch.nn.Module) -> torch.nn.Module:
-        from peft import LoraConfig, get_peft_model
-
-        cfg = self.cfg
-        task = "SEQ_2_SEQ_LM" if getattr(self.generator, "is_seq2seq", False) else "CAUSAL_LM"
-        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                          target_modules="all-linear", task_type=task)
-        peft_model = get_peft_model(model, lora)
-        self._set_generator_model(peft_model)
-        return peft_model
-
-    def _set_generator_model(self, model: torch.nn.Module) -> None:
-        # Generator loads lazily behind a ``model`` property; swap the object it holds.
-        for attr in ("_model", "model_"):
-            if hasattr(self.generator, attr):
-                setattr(self.generator, attr, model)
-                return
-        self.generator.model = model
 
     def _optimizer(self, total_steps: int):
         cfg = self.cfg
