@@ -19,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ragtune.config import Config
-from ragtune.retrieval.index import Index, update
+from ragtune.retrieval.index import Index
+from ragtune.retrieval.update import update
 
 ROOT = Path(__file__).resolve().parent.parent
 console = Console()

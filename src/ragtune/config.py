@@ -36,6 +36,10 @@ class CorpusConfig(Section):
     text_field: str = "text"
 
 
+class IndexConfig(Section):
+    wait: bool = True  # when another process is updating the same index: wait for it (True) or fail at once
+
+
 class SparseConfig(Section):
     variant: Literal["lucene", "robertson", "bm25+", "bm25l", "atire"] = "lucene"
     k1: float = 1.2
@@ -146,6 +150,7 @@ class TrainingConfig(Section):
 class Config(Section):
     analyzer: AnalyzerConfig = AnalyzerConfig()
     corpus: CorpusConfig = CorpusConfig()
+    index: IndexConfig = IndexConfig()
     sparse: SparseConfig = SparseConfig()
     dense: DenseConfig = DenseConfig()
     hybrid: HybridConfig = HybridConfig()

@@ -7,7 +7,9 @@ import pytest
 from ragtune.config import Config
 from ragtune.errors import RagtuneError
 from ragtune.retrieval import index as index_mod
-from ragtune.retrieval.index import Index, update
+from ragtune.retrieval import update as update_mod
+from ragtune.retrieval.index import Index
+from ragtune.retrieval.update import update
 
 DOCS = {
     "cats.txt": "Cats are small domesticated carnivores. They purr when content and hunt mice at night.",
@@ -92,7 +94,7 @@ def test_interrupted_update_leaves_previous_index(corpus, tmp_path, monkeypatch)
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(index_mod, "_write_json_atomic", boom)
+    monkeypatch.setattr(update_mod, "write_json", boom)
     with pytest.raises(KeyboardInterrupt):
         update(idx_dir, [corpus])
     monkeypatch.undo()

@@ -86,7 +86,7 @@ def test_search_cli_and_rag_use_a_configured_cross_encoder(tmp_path, capsys):
     from ragtune.cli import main
     from ragtune.config import Config
     from ragtune.rag.model import RAG
-    from ragtune.retrieval.index import update
+    from ragtune.retrieval.update import update
 
     kb = tmp_path / "kb"
     kb.mkdir()

@@ -55,7 +55,8 @@ def test_bm25_variants_equal_hand_computed(variant):
     for i, s in want.items():
         assert got[i] == pytest.approx(s, rel=1e-5)
     assert list(hits.scores[0][: len(got)]) == sorted(hits.scores[0][: len(got)], reverse=True)
-    assert hits.ids.shape == (1, 5) and (hits.ids[0, len(got):] == -1).all() and np.isneginf(hits.scores[0, len(got):]).all()
+    # k = 5 is capped at the len(DOCS) passages there are; slots past the matches are empty
+    assert hits.ids.shape == (1, min(5, len(DOCS))) and (hits.ids[0, len(got):] == -1).all() and np.isneginf(hits.scores[0, len(got):]).all()
 
 
 def test_some_hand_values_spelled_out():

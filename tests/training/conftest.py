@@ -11,7 +11,7 @@ from tests.training.synthetic import PROMPT, make_kb, write_corpus
 @pytest.fixture(scope="session")
 def small_world(tmp_path_factory):
     from ragtune.config import Config
-    from ragtune.retrieval.index import update
+    from ragtune.retrieval.update import update
     from tests.helpers.tiny_encoder import tiny_encoder_dir
     from tests.helpers.tiny_lm import tiny_causal_lm
 

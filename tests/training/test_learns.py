@@ -39,7 +39,7 @@ WARM_UP_STEPS, RAG_STEPS, BATCH = 150, 100, 16
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from ragtune.retrieval.index import update
+    from ragtune.retrieval.update import update
 
     # Tiny models run fastest on one thread, and the suite may share the machine.
     threads = torch.get_num_threads()

@@ -7,8 +7,9 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import console, progress_bar
+from ragtune.cli.common import console, err_console, progress_bar
 from ragtune.config import Config
+from ragtune.errors import Interrupted
 
 
 @app.command("index")
@@ -23,19 +24,25 @@ def index_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, mps ..."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Start from scratch instead of updating."),
     optimize: bool = typer.Option(False, "--optimize", help="Merge segments and drop deleted passages."),
+    wait: Optional[bool] = typer.Option(None, "--wait/--no-wait", help="If another process is updating this index: wait for it (default) or fail at once."),
     config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Index documents for retrieval; re-running on a changed folder adds, replaces and removes files."""
-    from ragtune.retrieval.index import update
+    from ragtune.retrieval.update import update
 
     cfg = Config.load(config).updated(
         corpus={"chunk_words": chunk_words, "chunk_overlap": chunk_overlap},
         dense={"encoder": encoder, "device": device},
+        index={"wait": wait},
     )
-    with progress_bar(quiet) as progress:
-        report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
-                        optimize=optimize, progress=progress)
+    try:
+        with progress_bar(quiet) as progress:
+            report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
+                            optimize=optimize, progress=progress, on_wait=lambda msg: err_console.print(msg, soft_wrap=True))
+    except KeyboardInterrupt:
+        # the update runs on a staging copy that is discarded, so nothing the index held is lost
+        raise Interrupted(f"the index at {index} is as it was before this run; run the command again to update it") from None
     if quiet:
         return
     console.print(
@@ -43,9 +50,10 @@ def index_cmd(
         f"{len(report.skipped)} skipped, {report.sources_removed} removed; "
         f"+{report.passages_added} / -{report.passages_removed} passages, {report.passages_total} in all; "
         f"retrievers {', '.join(report.retrievers)}; {report.seconds:.1f} s",
-        soft_wrap=True,
+        soft_wrap=True, highlight=False,
     )
     if report.rows_skipped:
         console.print(f"  skipped {report.rows_skipped} row(s) without text", soft_wrap=True)
-    for reason, n in report.skip_reasons().most_common():
-        console.print(f"  skipped {n}: {reason}", soft_wrap=True)
+    for reason, files in report.skipped_by_reason().items():
+        shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+        console.print(f"  skipped {len(files)} ({reason}): {shown}", soft_wrap=True, markup=False, highlight=False)

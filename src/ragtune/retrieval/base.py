@@ -46,6 +46,12 @@ class Hits:
         return cls(np.full((n, k), EMPTY_ID, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32))
 
 
+def cap_k(k: int, size: int) -> int:
+    """``k`` no larger than the ``size`` passages there are (at least 1): results are (n, k) arrays, so an
+    unbounded ``k`` from a user would allocate memory for passages that do not exist."""
+    return max(1, min(int(k), int(size)))
+
+
 @runtime_checkable
 class Retriever(Protocol):
     def search(self, queries: Sequence[str], k: int) -> Hits: ...

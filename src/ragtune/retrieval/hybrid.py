@@ -11,7 +11,7 @@ from typing import Literal, Sequence
 import numpy as np
 
 from ragtune.config import HybridConfig
-from ragtune.retrieval.base import EMPTY_ID, Hits, Retriever
+from ragtune.retrieval.base import EMPTY_ID, Hits, Retriever, cap_k
 
 FusionMethod = Literal["rrf", "weighted"]
 
@@ -110,6 +110,7 @@ class HybridRetriever:
         return cls(retrievers, method=cfg.method, rrf_k=cfg.rrf_k, weights=cfg.weights, depth=cfg.depth)
 
     def fuse(self, runs: Sequence[Hits], k: int) -> Hits:
+        k = cap_k(k, sum(run.k for run in runs))  # the fused list holds at most the union of the runs
         if self.method == "rrf":
             return rrf(runs, k, rrf_k=self.rrf_k, weights=self.weights)
         return weighted_fusion(runs, k, weights=self.weights)

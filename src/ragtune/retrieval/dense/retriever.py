@@ -10,7 +10,7 @@ import numpy as np
 from ragtune.config import DenseConfig
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
-from ragtune.retrieval.base import Hits
+from ragtune.retrieval.base import Hits, cap_k
 from ragtune.retrieval.dense.encoder import Encoder
 from ragtune.retrieval.dense.vector_index import VectorIndex
 
@@ -80,12 +80,14 @@ class DenseRetriever:
     # -- search -------------------------------------------------------------------------------------------
 
     def search(self, queries: Sequence[str], k: int, *, return_vectors: bool = False) -> Hits:
+        k = cap_k(k, len(self))
         if self._index is None or len(self._index) == 0:
             return self._maybe_vectors(Hits.empty(len(queries), k), return_vectors)
         return self.search_vectors(self.encoder.encode_queries(list(queries)), k, return_vectors=return_vectors)
 
     def search_vectors(self, qvecs: np.ndarray, k: int, *, return_vectors: bool = False) -> Hits:
         qvecs = np.asarray(qvecs, dtype=np.float32)
+        k = cap_k(k, len(self))
         if self._index is None:
             return self._maybe_vectors(Hits.empty(len(qvecs), k), return_vectors)
         if qvecs.ndim != 2 or qvecs.shape[1] != self._index.dim:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
-from ragtune.retrieval.base import EMPTY_ID, Hits
+from ragtune.retrieval.base import EMPTY_ID, Hits, cap_k
 from ragtune.retrieval.sparse.scoring import BM25Weighting, TfidfWeighting
 from ragtune.retrieval.sparse.segment import TF_MAX, Segment, count_terms
 from ragtune.text.analyzer import Analyzer
@@ -349,6 +349,7 @@ class SparseRetriever:
         if isinstance(queries, str):
             raise TypeError("search() takes a sequence of queries; wrap a single query in a list")
         n = len(queries)
+        k = cap_k(k, self.n_live)
         hits = Hits.empty(n, k)
         if n == 0 or k <= 0 or self.n_live == 0:
             return hits
