@@ -32,7 +32,7 @@ from ragtune.generation.generator import Generator
 from ragtune.rag.output import Citation, RagOutput
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
-MODES = ("concat", "rag-sequence", "rag-token")
+MODES = ("concat", "rag-sequence", "rag-token", "path")  # path: knowledge-graph answer, no generator (ragtune.kg)
 META_FILE = "ragtune.json"
 # RAG-level options that ``ask`` accepts besides the generator's decoding options
 _RAG_OPTIONS = ("mode", "k", "thorough")
@@ -42,6 +42,13 @@ def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise RagtuneError(f"unknown RAG mode {mode!r}; use one of {', '.join(MODES)}")
     return mode
+
+
+def require_questions(questions: Sequence[str]) -> None:
+    """An empty question would still run the model and answer from arbitrary passages: refuse it."""
+    for q in questions:
+        if not isinstance(q, str) or not q.strip():
+            raise RagtuneError("the question is empty: ask something")
 
 
 class AnswerStream:
@@ -255,6 +262,7 @@ class RAG:
 
         if not questions:
             return []
+        require_questions(questions)
         mode, k, thorough, gen_opts = self._split(overrides)
         t0 = time.perf_counter()
         hits = self.retrieve([self.chat_query(q, h) for q, h in zip(questions, histories)], k)
@@ -264,7 +272,11 @@ class RAG:
         single = [self._single_prompts(q, r, h) for q, r, h in zip(questions, rows, histories)]
         seq_logp: list[Any] = [None] * len(questions)
         opts = self.generator.options(gen_opts)
-        if mode == "concat":
+        if mode == "path":  # no generator: the best path's tail entity, posterior from the tails (ragtune.kg.store)
+            from ragtune.kg.store import path_answers
+
+            answers, logprobs, posts = path_answers(self.store, rows, doc_logp)
+        elif mode == "concat":
             watch = {"sink": sink} if sink is not None else {}
             gens = self.generator.generate([self._concat_prompt(q, r, h) for q, r, h in zip(questions, rows, histories)], **watch, **gen_opts)
             answers, logprobs = [g.text for g in gens], [g.logprob for g in gens]
@@ -280,7 +292,8 @@ class RAG:
                                     max_new_tokens=opts.max_new_tokens, length_penalty=opts.length_penalty)
             answers = [self.generator.decode(h.tokens, opts.stop) for h in hyps]
             logprobs = [h.logprob for h in hyps]
-        posts = self._posteriors(single, answers, doc_logp, seq_logp)
+        if mode != "path":
+            posts = self._posteriors(single, answers, doc_logp, seq_logp)
         t2 = time.perf_counter()
         self.last_timing = {"retrieval": t1 - t0, "generation": t2 - t1}
         prior = doc_logp.exp().cpu()
@@ -312,6 +325,7 @@ class RAG:
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), **overrides: Any) -> AnswerStream:
         """Stream the answer's text (token by token in concat mode; other modes decode first, then yield it)."""
+        require_questions([question])
         mode, k, _, gen_opts = self._split(overrides)
         if mode != "concat":
             box: dict[str, RagOutput] = {}
