@@ -40,8 +40,15 @@ def train_cmd(
     cfg = Config.load(config)
     cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps,
                                                   objective=objective, hard_negatives=hard_negatives))
-    trainer, result = fine_tune(index, train, out, dev_file=dev, dev_fraction=dev_fraction, config=cfg, retriever=retriever,
-                                generator=generator, strict=strict, resume=resume, progress=not quiet)
+    try:
+        trainer, result = fine_tune(index, train, out, dev_file=dev, dev_fraction=dev_fraction, config=cfg, retriever=retriever,
+                                    generator=generator, strict=strict, resume=resume, progress=not quiet)
+    except KeyboardInterrupt:
+        from ragtune.errors import Interrupted
+
+        kept = (f"the last checkpoint in {out / 'checkpoint'} is kept: continue with --resume"
+                if (out / "checkpoint").exists() else "no checkpoint was written yet")
+        raise Interrupted(f"training stopped; {kept}") from None
     if quiet or not trainer.info.is_main:
         return
     last = f"{result.losses[-1]:.4f}" if result.losses else "n/a"

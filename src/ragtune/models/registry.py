@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,12 +73,23 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
     return out
 
 
+def _quiet_loading() -> None:
+    """transformers draws a progress bar for every checkpoint it loads or dequantises; on a terminal they
+    interleave with answers and progress lines of our own, so model loading is silent."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - transformers is a dependency
+        return
+    hf_logging.disable_progress_bar()
+
+
 def resolve(name: str) -> str:
     """A path or hub id that ``from_pretrained`` accepts.
 
     Order: an existing local path; a packaged short name (case-insensitive); otherwise the string itself as a
     hub id, which works for users who can reach a hub.
     """
+    _quiet_loading()
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
     packaged = PACKAGED.get(name.lower())
@@ -88,5 +100,7 @@ def resolve(name: str) -> str:
         return str(src)
     out = cache_dir() / "models" / f"{name.lower()}-fp32"
     if not (out / "config.json").exists():
+        # one line, not transformers' bars: they would land in the middle of a streamed answer
+        print(f"ragtune: converting {name} from GGUF to an fp32 checkpoint, once (cached in {out})", file=sys.stderr)
         _convert_gguf(src, packaged.gguf_file, out)
     return str(out)
