@@ -48,7 +48,7 @@ def _one_line(text: str) -> str:
 
 def _usage_line(e: Exception) -> str:
     ctx = getattr(e, "ctx", None)
-    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+    hint = f" (see '{ctx.command_path if ctx is not None else 'ragtune'} --help')"
     return f"error: {_one_line(e.format_message())}{hint}"
 
 

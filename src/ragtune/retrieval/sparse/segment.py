@@ -99,4 +99,20 @@ class Segment:
         arrays = {name: np.load(path / f"{name}.npy", mmap_mode=mode) for name in _ARRAYS}
         alive = np.load(path / "alive.npy")  # small and mutable: in memory
         meta = json.loads((path / "segment.json").read_text())
+        _check_shapes(arrays, alive, meta)
         return cls(alive=alive, stats=meta["stats"], **arrays)
+
+
+def _check_shapes(arrays: dict[str, np.ndarray], alive: np.ndarray, meta: dict) -> None:
+    """O(1) checks that the files agree with each other and with ``segment.json``: a damaged or mixed-up array
+    must fail here, where the index names the fix, not deep inside a search."""
+    for name, a in arrays.items():
+        if a.ndim != 1 or a.dtype.kind not in "iuf" or (name in ("indptr", "docs", "ids") and a.dtype.kind == "f"):
+            raise ValueError(f"{name}.npy holds {a.dtype} of shape {a.shape}, not a numeric vector")
+    n_docs, n_terms, nnz = int(meta["n_docs"]), int(meta["n_terms"]), int(meta["nnz"])
+    want = {"ids": n_docs, "lengths": n_docs, "indptr": n_terms + 1, "docs": nnz, "weights": nnz, "tf": nnz}
+    for name, n in want.items():
+        if len(arrays[name]) != n:
+            raise ValueError(f"{name}.npy has {len(arrays[name])} entries, segment.json says {n}")
+    if alive.shape != (n_docs,):
+        raise ValueError(f"alive.npy has shape {alive.shape}, segment.json says {n_docs} documents")
