@@ -79,10 +79,10 @@ def load_examples(
 
     examples = read_jsonl_rows(path, lambda row, n: parse_row(row, n, known_ids=known_ids, require_answers=require_answers), bad)
     report = LoadReport(str(path), len(examples), problems)
+    if not examples:  # the error carries the summary; a warning too would say it twice
+        raise RagtuneError(f"{path}: no usable rows" + (f" ({report.summary()})" if problems else ""))
     if problems:
         log.warning(report.summary())
-    if not examples:
-        raise RagtuneError(f"{path}: no usable rows" + (f" ({report.summary()})" if problems else ""))
     return examples, report
 
 
