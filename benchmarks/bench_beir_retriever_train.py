@@ -37,7 +37,8 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever, Encoder
 from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.training.data import beir_rows
-from ragtune.training.trainer import Trainer, linear_warmup_decay
+from ragtune.training.schedule import linear_warmup_decay
+from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore
 
 HERE = Path(__file__).parent

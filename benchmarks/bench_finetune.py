@@ -37,6 +37,7 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
 from ragtune.training.data import QAExample
+from ragtune.training.checkpoint import seed_everything
 from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore, squad_open_book  # benchmarks/shared_data.py: ../shared/datasets
 
@@ -268,7 +269,7 @@ def main() -> None:
         evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
         return
     if args.after_only:
-        from ragtune.rag.model import apply_trained_retriever
+        from ragtune.rag.trained import apply_trained_retriever
 
         trained = WORK / "finetune_out"
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
@@ -307,6 +308,7 @@ def main() -> None:
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
                          encoder_lr=args.encoder_lr, batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
                          eval_every=10**9, save_every=10**9, seed=0)
+    seed_everything(cfg.seed)  # LoRA's adapters are initialised from the global RNG
     trainer = Trainer(rag, train_rows, None, cfg, WORK / "finetune_out", progress=False)
     # The schedule decays over the steps the time budget should allow, measured on the first few steps.
     probe = trainer.train(stop_after=3)

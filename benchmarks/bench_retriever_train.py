@@ -34,7 +34,7 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.training import negatives as neg
 from ragtune.training.data import QAExample
-from ragtune.training.trainer import Trainer, passages_for
+from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore, squad_open_book
 
 OUT = Path(__file__).parent / "results" / "retriever_train.json"
@@ -55,7 +55,7 @@ def triples(batch, store, bm25) -> list[list[str]]:
     """(questions, positives, hard negatives) for sentence-transformers: ragtune's own positive and first mined
     BM25 negative of each question that has one, so both sides train on the same texts."""
     pos = neg.positives(batch, store)
-    ranked = passages_for(store, bm25.search([e.question for e in batch], 12).ids)
+    ranked = bm25.search([e.question for e in batch], 12).passages(store)
     hard = neg.hard_negatives(batch, ranked, 1)
     keep = [i for i, h in enumerate(hard) if h]
     return [[batch[i].question for i in keep], [pos[i].text for i in keep], [hard[i][0].text for i in keep]]

@@ -46,7 +46,7 @@ def test_ask_json_with_injected_rag(injected, capsys, mode):
     data = json.loads(run(capsys, "ask", "Who won Super Bowl 50?", "--index", "IDX", "--mode", mode, "-k", "3", "--json"))
     check_answer_json(data, mode, 3)
     assert data["citations"][0]["title"] == "Super Bowl 50"
-    assert injected["mode"] == mode and injected["k"] == 3 and injected["retriever"] == "bm25"
+    assert injected["mode"] == mode and injected["k"] == 3 and injected["retriever"] is None  # RAG resolves the default
 
 
 def test_ask_streams_then_lists_sources(injected, capsys):
@@ -123,3 +123,31 @@ def test_from_pretrained_layout(model_dir, tmp_path, capsys):
     # the spelling: `ask --model DIR` of a training output loads generator and query encoder together
     data = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--model", str(tmp_path / "trained"), "--json"))
     check_answer_json(data, "rag-token", 1)
+
+
+def test_config_rag_retriever_is_the_default(model_dir, tmp_path, capsys):
+    from ragtune.config import Config
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.txt").write_text("The Eiffel Tower in Paris was completed in 1889.", encoding="utf-8")
+    run(capsys, "index", str(kb), "--index", str(tmp_path / "idx"), "-r", "bm25", "-r", "tfidf")
+    toml = tmp_path / "ragtune.toml"
+    toml.write_text(f'[generator]\nmodel = {json.dumps(str(model_dir))}\nmax_new_tokens = 2\n[rag]\nretriever = "tfidf"\nk = 1\n')
+    assert RAG.open(tmp_path / "idx", config=Config.load(toml)).retriever_kind == "tfidf"
+    assert RAG.open(tmp_path / "idx", config=Config.load(toml), retriever="bm25").retriever_kind == "bm25"  # a flag wins
+    assert RAG.open(tmp_path / "idx", model=str(model_dir)).retriever_kind == "bm25"  # the index's own config
+    seen = {}
+    real = qa_cli.open_rag
+
+    def spy(index, **kw):
+        rag = real(index, **kw)
+        seen["kind"] = rag.retriever_kind
+        return rag
+
+    qa_cli.open_rag = spy
+    try:
+        data = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--config", str(toml), "--json"))
+    finally:
+        qa_cli.open_rag = real
+    assert seen["kind"] == "tfidf" and len(data["citations"]) == 1

@@ -118,7 +118,7 @@ def test_rag_token_greedy_follows_the_mixture(rag: RAG):
 
     g = rag.generator
     hits = rag.retrieve(Q)
-    rows = rag.passages(hits)
+    rows = hits.passages(rag.store)
     prompts = [[g.build_prompt(q, [p]) for p in r] for q, r in zip(Q, rows)]
     doc_logp = rag.doc_log_prior(hits).detach()
     hyps = rag_token_decode(g, prompts, doc_logp, num_beams=1, max_new_tokens=4)

@@ -30,7 +30,7 @@ import torch
 
 from ragtune.config import Config, TrainingConfig
 from ragtune.corpus.types import Passage
-from ragtune.training.trainer import Trainer, passages_for
+from ragtune.training.trainer import Trainer
 from tests.training.synthetic import PROMPT, make_kb, word_encoder_dir, word_lm_dir, write_corpus
 
 N_ENTITIES, N_CITIES, HELD_OUT, K = 60, 30, 15, 4
@@ -77,7 +77,7 @@ def _top1_answers(rag):
 
     def answer(questions):
         hits = rag.retriever.search(questions, 1)
-        rows = passages_for(rag.store, hits.ids)
+        rows = hits.passages(rag.store)
         prompts = [rag.generator.build_prompt(q, [r[0]] if r[0] is not None else []) for q, r in zip(questions, rows)]
         return [g.text for g in rag.generator.generate(prompts)]
 

@@ -28,7 +28,7 @@ def test_fine_tune_assembles_data_rag_and_trainer(small_world, tmp_path):
     cfg = w["cfg"].updated(training={"max_steps": 2, "batch_size": 4, "eval_every": 2, "seed": 3})
     trainer, result = fine_tune(w["root"] / "index", rows, tmp_path / "out", dev_fraction=0.25, config=cfg, progress=False)
     assert len(trainer.train_rows) == 15 and len(trainer.dev_rows) == 5  # the bad row skipped, then a 25 % split
-    assert trainer.k == 3 and trainer.rag.doc_temperature == 0.05 and trainer.rag.mode == "rag-sequence"
+    assert trainer.rag.k == 3 and trainer.rag.doc_temperature == 0.05 and trainer.rag.mode == "rag-sequence"
     assert result.steps == 2 and [e["step"] for e in result.evals] == [2]
     meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
     assert meta["rag"]["retriever"] == "dense" and meta["index"] == str((w["root"] / "index").resolve())

@@ -12,7 +12,8 @@ from ragtune.config import TrainingConfig
 from ragtune.errors import RagtuneError
 from ragtune.training.data import QAExample
 from ragtune.training.checkpoint import load_trainable_state, trainable_state
-from ragtune.training.trainer import Trainer, linear_warmup_decay
+from ragtune.training.schedule import linear_warmup_decay
+from ragtune.training.trainer import Trainer
 from tests.training.conftest import make_rag
 
 
@@ -130,7 +131,7 @@ def test_time_budget_stops_like_a_last_step(small_world, tmp_path):
 
 @pytest.mark.parametrize("mode", ["rag-sequence", "rag-token"])
 def test_label_smoothing_and_length_normalisation_reach_the_loss(small_world, tmp_path, monkeypatch, mode):
-    import ragtune.training.trainer as trainer_mod
+    import ragtune.training.objectives as objectives_mod
     from ragtune.training import losses
 
     w = small_world
@@ -141,7 +142,7 @@ def test_label_smoothing_and_length_normalisation_reach_the_loss(small_world, tm
         seen.update(doc_logp=doc_logp, tok_logp=tok_logp, mask=mask, **kw)
         return real(doc_logp, tok_logp, mask, **kw)
 
-    monkeypatch.setattr(trainer_mod, "rag_sequence_nll" if mode == "rag-sequence" else "rag_token_nll", spy)
+    monkeypatch.setattr(objectives_mod, "rag_sequence_nll" if mode == "rag-sequence" else "rag_token_nll", spy)
     t = Trainer(make_rag(w), w["train"], None, _cfg(label_smoothing=0.2, length_normalize=True), tmp_path, progress=False)
     with torch.no_grad():
         got, n = t.batch_loss(w["train"][:3], mode=mode)

@@ -17,21 +17,13 @@ MODE_HELP = "concat (all passages in one prompt), rag-sequence or rag-token."
 def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path] = None, mode: Optional[str] = None,
              k: Optional[int] = None, retriever: Optional[str] = None, config: Optional[Path] = None,
              device: str = "cpu") -> Any:
-    """The RAG a command runs; tests replace this to inject one."""
-    from ragtune.rag.model import META_FILE, RAG, check_mode
+    """The RAG a command runs (``--trained DIR`` and ``--model DIR`` of a training output are the same); tests
+    replace this to inject one."""
+    from ragtune.config import Config
+    from ragtune.rag.model import RAG
 
-    if mode is not None:
-        check_mode(mode)
-    if trained is None and model is not None and (Path(model) / META_FILE).exists():
-        trained = Path(model)  # `--model DIR` of a `ragtune train` output: generator and query encoder together
-    if trained is not None:
-        return RAG.from_pretrained(trained, index_dir=index, device=device, mode=mode, k=k, retriever=retriever)
-    cfg = None
-    if config is not None:
-        from ragtune.config import Config
-
-        cfg = Config.load(config)
-    return RAG.from_index(index, retriever=retriever, model=model, mode=mode, k=k, config=cfg, device=device)
+    return RAG.open(index, model=trained or model, mode=mode, k=k, retriever=retriever,
+                    config=Config.load(config) if config is not None else None, device=device)
 
 
 def _decoding(decoding: Optional[str], max_new_tokens: Optional[int]) -> dict[str, Any]:
@@ -71,7 +63,7 @@ def ask_cmd(
     k: Optional[int] = typer.Option(None, "-k", min=1, help="Passages to retrieve (default 5)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator: packaged name, local path or hub id."),
     trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output directory (generator + query encoder)."),
-    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, dense or hybrid (default bm25)."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, dense or hybrid (default: [rag] retriever of the config, bm25)."),
     decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),
@@ -79,7 +71,7 @@ def ask_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print {answer, logprob, mode, citations: [{id, title, text, prior, posterior}]}."),
 ) -> None:
     """Answer a question from an index, streaming the answer, then list the cited passages."""
-    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device)
     opts = _decoding(decoding, max_new_tokens)
     if as_json:
@@ -104,7 +96,7 @@ def chat_cmd(
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """A multi-turn conversation over an index: one question a line on stdin; "exit" or end of input ends it."""
-    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device)
     opts = _decoding(None, max_new_tokens)
     history: list[tuple[str, str]] = []
@@ -151,7 +143,7 @@ def eval_qa_cmd(
     from ragtune.evaluation.qa import evaluate_qa, load_qa_dataset
 
     examples = load_qa_dataset(dataset)[:limit]
-    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever or ("bm25" if trained is None else None),
+    rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device)
     with progress_bar(as_json) as progress:
         report = evaluate_qa(rag, examples, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t),

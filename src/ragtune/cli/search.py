@@ -16,7 +16,7 @@ def _with_trained(idx, kind: Optional[str], trained: Optional[Path], device: Opt
     later searches get it) now holds the trained query encoder. A trained model defaults to dense retrieval."""
     if trained is None:
         return kind or idx.default_kind()
-    from ragtune.rag.model import apply_trained_retriever
+    from ragtune.rag.trained import apply_trained_retriever
 
     kind = kind or "dense"
     apply_trained_retriever(idx.retriever(kind, device=device), trained, device=device or "cpu")

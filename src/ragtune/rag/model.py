@@ -9,17 +9,10 @@ For question q with top-k hits scored f(q, z), p(z|q) = softmax(f / doc_temperat
 Every answer carries citations with prior p(z|q) and posterior p(z|q,y) ∝ p(z|q) P(y|q,z); in concat mode the
 answer is scored under each passage alone to get P(y|q,z).
 
-A training output directory (what ``RAG.from_pretrained`` reads and ``RAG.save_pretrained`` writes)::
-
-    model_dir/generator/        Generator.save: save_pretrained weights or LoRA adapters, tokenizer, generator.json
-    model_dir/query_encoder/    optional: retrieval.dense.Encoder.save of the trained query encoder
-    model_dir/dense_index/      optional: the passages' vectors from a trained document encoder (VectorIndex.save)
-    model_dir/ragtune.json      {"index": "<index dir, absolute or relative to model_dir>",
-                                 "rag": {"mode": ..., "k": ..., "doc_temperature": ..., "retriever": ...}}
+A trained model directory (``RAG.from_pretrained`` / ``RAG.save_pretrained``) is ``rag.trained``'s.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -33,7 +26,6 @@ from ragtune.rag.output import Citation, RagOutput
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
 MODES = ("concat", "rag-sequence", "rag-token", "path")  # path: knowledge-graph answer, no generator (ragtune.kg)
-META_FILE = "ragtune.json"
 # RAG-level options that ``ask`` accepts besides the generator's decoding options
 _RAG_OPTIONS = ("mode", "k", "thorough")
 
@@ -101,7 +93,7 @@ class RAG:
         cls,
         index_dir: str | Path,
         *,
-        retriever: str | None = "bm25",
+        retriever: str | None = None,
         model: str | None = None,
         mode: str | None = None,
         k: int | None = None,
@@ -110,13 +102,15 @@ class RAG:
         generator: Generator | None = None,
     ) -> "RAG":
         """A RAG over a ``ragtune index`` directory; ``config`` (a ``ragtune.config.Config``) defaults to the
-        index's own; explicit arguments win over it."""
+        index's own; explicit arguments win over it (``retriever`` defaults to ``[rag] retriever``)."""
         from ragtune.retrieval.index import Index
 
         index = Index.open(index_dir)
         cfg = config or index.config
         gen = generator or Generator.from_config(cfg.generator, model=model, device=device)
         kind = retriever or cfg.rag.retriever
+        if kind == "bm25" and getattr(index, "has_graph", False):
+            kind = "kg"  # an index with triples: its paths (fused with its documents, if any) are the evidence
         from ragtune.retrieval.rerank import maybe_rerank
 
         rerank_cfg = cfg.rerank.model_copy(update={"device": device})
@@ -127,52 +121,47 @@ class RAG:
         return rag
 
     @classmethod
+    def open(cls, index_dir: str | Path, *, model: str | Path | None = None, mode: str | None = None, k: int | None = None,
+             retriever: str | None = None, config: Any = None, device: str = "cpu") -> "RAG":
+        """A RAG over ``index_dir`` whose ``model`` is either a trained directory (its generator and retriever
+        parts, as ``from_pretrained``) or a generator (packaged name, path or hub id, as ``from_index``)."""
+        from ragtune.rag.trained import is_trained_dir
+
+        if mode is not None:
+            check_mode(mode)
+        if is_trained_dir(model):
+            return cls.from_pretrained(model, index_dir=index_dir, device=device, mode=mode, k=k, retriever=retriever)
+        return cls.from_index(index_dir, retriever=retriever, model=None if model is None else str(model), mode=mode, k=k,
+                              config=config, device=device)
+
+    @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, index_dir: str | Path | None = None, device: str = "cpu",
                         mode: str | None = None, k: int | None = None, retriever: str | None = None) -> "RAG":
-        """Load a ``ragtune train`` output directory (layout in the module docstring)."""
-        model_dir = Path(model_dir)
-        meta_path = model_dir / META_FILE
-        if not meta_path.exists():
-            raise RagtuneError(f"{model_dir} is not a trained RAG model (no {META_FILE}); pass the output directory of `ragtune train`")
-        meta = json.loads(meta_path.read_text())
+        """Load a trained directory (layout in ``rag.trained``); arguments win over what it recorded."""
+        from ragtune.rag.trained import GENERATOR_DIR, apply_trained_retriever, index_of, read_meta
+
+        meta = read_meta(model_dir)
         rag_cfg = meta.get("rag", {})
-        if index_dir is None:
-            if not meta.get("index"):
-                raise RagtuneError(f"{meta_path} names no index; pass --index DIR")
-            index_dir = Path(meta["index"])
-            index_dir = index_dir if index_dir.is_absolute() else model_dir / index_dir
-        generator = Generator.load(model_dir / "generator", device=device)
-        rag = cls.from_index(index_dir, retriever=retriever or rag_cfg.get("retriever") or "bm25", mode=mode or rag_cfg.get("mode"),
+        generator = Generator.load(Path(model_dir) / GENERATOR_DIR, device=device)
+        rag = cls.from_index(index_dir if index_dir is not None else index_of(model_dir, meta),
+                             retriever=retriever or rag_cfg.get("retriever"), mode=mode or rag_cfg.get("mode"),
                              k=k or rag_cfg.get("k"), device=device, generator=generator)
         if "doc_temperature" in rag_cfg:
             rag.doc_temperature = float(rag_cfg["doc_temperature"])
         apply_trained_retriever(rag.retriever, model_dir, device=device)
         return rag
 
-    def save_pretrained(self, model_dir: str | Path, *, index_dir: str | Path | None = None, query_encoder: Any = None) -> None:
-        """Write the layout ``from_pretrained`` reads (the index itself is referenced, not copied)."""
-        model_dir = Path(model_dir)
-        model_dir.mkdir(parents=True, exist_ok=True)
-        self.generator.save(model_dir / "generator")
-        if query_encoder is not None:
-            query_encoder.save(model_dir / "query_encoder")
-        index = index_dir or getattr(getattr(self, "index", None), "path", None)
-        meta = {"index": str(Path(index).resolve()) if index else None,
-                "rag": {"mode": self.mode, "k": self.k, "doc_temperature": self.doc_temperature, "retriever": self.retriever_kind}}
-        (model_dir / META_FILE).write_text(json.dumps(meta, indent=2))
+    def save_pretrained(self, model_dir: str | Path, **kw: Any) -> Path:
+        """Write the layout ``from_pretrained`` reads (the index itself is referenced, not copied); keyword
+        arguments as ``rag.trained.save_trained``."""
+        from ragtune.rag.trained import save_trained
+
+        return save_trained(self, model_dir, **kw)
 
     # ---- retrieval -----------------------------------------------------------------------------------------
 
     def retrieve(self, questions: Sequence[str], k: int | None = None) -> Hits:
         return self.retriever.search(list(questions), k or self.k)
-
-    def passages(self, hits: Hits) -> list[list[Passage | None]]:
-        """The stored passages of the hits, row by row (None at empty slots)."""
-        flat = [int(i) for i in hits.ids.reshape(-1)]
-        real = [i for i in flat if i != EMPTY_ID]
-        found = dict(zip(real, self.store.get(real))) if real else {}
-        got = [found.get(i) if i != EMPTY_ID else None for i in flat]
-        return [got[r * hits.k:(r + 1) * hits.k] for r in range(len(hits))]
 
     def doc_log_prior(self, hits: Hits, doc_scores: Any = None, passages: list[list[Passage | None]] | None = None) -> Any:
         """log p(z|q) (B, K). A row with no usable passage keeps slot 0 with p = 1 (it is then answered closed-book)."""
@@ -219,19 +208,27 @@ class RAG:
         if len(questions) != len(answers):
             raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
         hits = hits if hits is not None else self.retrieve(questions)
-        rows = self.passages(hits)
+        rows = hits.passages(self.store)
         if mode == "concat":
             lp, mask = self.generator.token_logprobs([self._concat_prompt(q, r) for q, r in zip(questions, rows)], answers,
                                                      batch_size=batch_size)
             return (lp * mask).sum(-1)
-        B, K = hits.ids.shape
         doc_logp = self.doc_log_prior(hits, doc_scores, rows)
-        prompts = [p for q, r in zip(questions, rows) for p in self._single_prompts(q, r)]
-        lp, mask = self.generator.token_logprobs(prompts, [a for a in answers for _ in range(K)], batch_size=batch_size)
-        tok_logp = lp.view(B, K, -1)
-        mask = mask.view(B, K, -1)[:, 0]
+        tok_logp, mask = self.passage_logprobs(questions, answers, rows, batch_size=batch_size)
         fn = rag_sequence_loglik if mode == "rag-sequence" else rag_token_loglik
         return fn(doc_logp, tok_logp, mask)
+
+    def passage_logprobs(self, questions: Sequence[str], answers: Sequence[str], rows: list[list[Passage | None]], *,
+                         vocab_mean: bool = False, batch_size: int | None = None) -> tuple[Any, ...]:
+        """Each answer scored under each of its question's passages alone: ``tok_logp`` (B, K, T) log
+        P(y_t | q, z, y_<t) and ``mask`` (B, T), plus ``mean_logp`` (B, K, T) (the vocabulary mean, for label
+        smoothing) with ``vocab_mean``. With ``doc_log_prior`` these are the terms of both RAG marginals."""
+        B, K = len(rows), len(rows[0]) if rows else 0
+        prompts = [p for q, r in zip(questions, rows) for p in self._single_prompts(q, r)]
+        scored = self.generator.token_logprobs(prompts, [a for a in answers for _ in range(K)], batch_size=batch_size,
+                                               vocab_mean=vocab_mean)
+        tok_logp, mask = scored[0].float().view(B, K, -1), scored[1].view(B, K, -1)[:, 0]
+        return (tok_logp, mask, scored[2].float().view(B, K, -1)) if vocab_mean else (tok_logp, mask)
 
     # ---- answering -----------------------------------------------------------------------------------------
 
@@ -266,7 +263,7 @@ class RAG:
         mode, k, thorough, gen_opts = self._split(overrides)
         t0 = time.perf_counter()
         hits = self.retrieve([self.chat_query(q, h) for q, h in zip(questions, histories)], k)
-        rows = self.passages(hits)
+        rows = hits.passages(self.store)
         t1 = time.perf_counter()
         doc_logp = self.doc_log_prior(hits, passages=rows).detach()
         single = [self._single_prompts(q, r, h) for q, r, h in zip(questions, rows, histories)]
@@ -337,7 +334,7 @@ class RAG:
             return AnswerStream(whole(), lambda _text: box["out"])
         t0 = time.perf_counter()
         hits = self.retrieve([self.chat_query(question, history)], k)
-        rows = self.passages(hits)
+        rows = hits.passages(self.store)
         t1 = time.perf_counter()
         prompt = self._concat_prompt(question, rows[0], history)
 
@@ -357,33 +354,3 @@ class RAG:
 def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
     return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]
 
-
-def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: str = "cpu") -> Any:
-    """Put a ``ragtune train`` output's retriever parts (query encoder, re-encoded passages) into ``retriever``
-    (dense, or a hybrid with a dense part), so search and evaluation use the trained retriever; returns it.
-    Without re-encoded passages the index's vectors stay: only queries are encoded at search time."""
-    model_dir = Path(model_dir)
-    if not (model_dir / META_FILE).exists():
-        raise RagtuneError(f"{model_dir} is not a trained RAG model (no {META_FILE}); pass the output directory of `ragtune train`")
-    parts = [name for name in ("query_encoder", "dense_index") if (model_dir / name).is_dir()]
-    dense = _dense_part(retriever)
-    if parts and dense is None:
-        kind = getattr(retriever, "kind", type(retriever).__name__)
-        raise RagtuneError(f"{model_dir} has a trained retriever ({', '.join(parts)}) but retriever {kind!r} is not dense; "
-                           "use --retriever dense or hybrid")
-    if "query_encoder" in parts:
-        from ragtune.retrieval.dense import Encoder
-
-        dense.encoder = Encoder.load(model_dir / "query_encoder", device=device)
-    if "dense_index" in parts:
-        from ragtune.retrieval.dense.vector_index import VectorIndex
-
-        dense.index = VectorIndex.load(model_dir / "dense_index")
-    return retriever
-
-
-def _dense_part(retriever: Any) -> Any | None:
-    """The dense retriever in ``retriever``: itself, or the first dense member of a hybrid."""
-    if hasattr(retriever, "encoder"):
-        return retriever
-    return next((d for d in map(_dense_part, getattr(retriever, "retrievers", [])) if d is not None), None)

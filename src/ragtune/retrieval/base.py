@@ -41,6 +41,14 @@ class Hits:
         """The (id, score) pairs of query i, empty slots dropped."""
         return [(int(d), float(s)) for d, s in zip(self.ids[i], self.scores[i]) if d != EMPTY_ID]
 
+    def passages(self, store: "PassageLookup") -> list[list[Passage | None]]:
+        """The stored passages of the hits, row by row (None at empty slots), from one ``store.get``."""
+        flat = [int(i) for i in self.ids.reshape(-1)]
+        real = [i for i in flat if i != EMPTY_ID]
+        found = dict(zip(real, store.get(real))) if real else {}
+        got = [found.get(i) if i != EMPTY_ID else None for i in flat]
+        return [got[r * self.k:(r + 1) * self.k] for r in range(len(self))]
+
     @classmethod
     def empty(cls, n: int, k: int) -> "Hits":
         return cls(np.full((n, k), EMPTY_ID, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32))
@@ -50,6 +58,10 @@ def cap_k(k: int, size: int) -> int:
     """``k`` no larger than the ``size`` passages there are (at least 1): results are (n, k) arrays, so an
     unbounded ``k`` from a user would allocate memory for passages that do not exist."""
     return max(1, min(int(k), int(size)))
+
+
+class PassageLookup(Protocol):
+    def get(self, ids: Sequence[int]) -> list[Passage | None]: ...
 
 
 @runtime_checkable

@@ -3,19 +3,18 @@
 ``DIR/checkpoint/`` holds what an exact resume needs: the trainable tensors (full weights or LoRA adapters,
 query/doc encoder), optimiser, scheduler, grad scaler, the global step (which fixes the data position, since
 each epoch's order is a seeded permutation) and every rank's RNG states. It is written to a temporary
-directory and renamed into place, so a crash mid-save leaves the previous checkpoint intact.
+directory and renamed into place (``ragtune.atomic.atomic_dir``), so a crash mid-save leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from ragtune.atomic import atomic_dir
 
 STATE_FILE = "trainer_state.pt"
 WEIGHTS_FILE = "trainable.pt"
@@ -61,33 +60,6 @@ def load_trainable_state(modules: dict[str, torch.nn.Module], state: dict[str, d
         with torch.no_grad():
             for n, t in saved.items():
                 params[n].copy_(t.to(params[n].device))
-
-
-def atomic_dir(target: Path) -> "_AtomicDir":
-    return _AtomicDir(Path(target))
-
-
-class _AtomicDir:
-    """``with atomic_dir(path) as tmp:`` write into ``tmp``; on success it replaces ``path``."""
-
-    def __init__(self, target: Path) -> None:
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.tmp-", dir=self.target.parent))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = self.target.with_name(f".{self.target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.target.exists():
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], state: dict[str, Any],

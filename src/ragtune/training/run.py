@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ragtune.config import Config
+from ragtune.distributed.torch_ddp import init_distributed
 from ragtune.errors import RagtuneError
+from ragtune.training.checkpoint import seed_everything
 from ragtune.training.data import load_examples, split_examples
 from ragtune.training.trainer import Trainer, TrainResult
 
@@ -60,13 +62,19 @@ def fine_tune(
         dev, _ = load_examples(dev_file, known_ids=known, strict=strict, require_answers=need_answers)
     elif dev_fraction:
         train, dev = split_examples(train, dev_fraction, seed=cfg.training.seed)
-    if retriever != "dense" and (t.train_query_encoder or t.train_doc_encoder):
+    if retriever == "dense" and "dense" not in index.kinds and getattr(index, "has_graph", False):
+        retriever = "paths"  # a knowledge graph: train its path scorer (ragtune.retrieval.paths)
+    if retriever not in ("dense", "paths") and (t.train_query_encoder or t.train_doc_encoder):
         raise RagtuneError(f"the {retriever} retriever has no encoder to train; add --freeze query-encoder")
     rag = RAG.from_index(index_dir, retriever=retriever, model=generator or cfg.generator.model, mode=t.mode,
                          k=cfg.rag.k, config=cfg, device=t.device)
     negatives = None
-    if t.objective == "contrastive" and t.hard_negatives > 0 and "bm25" in index.kinds:
+    if t.objective == "contrastive" and t.hard_negatives > 0 and retriever == "paths":
+        negatives = rag.retriever  # other paths of the question's own entities: the hardest negatives
+    elif t.objective == "contrastive" and t.hard_negatives > 0 and "bm25" in index.kinds:
         negatives = index.retriever("bm25")
-    trainer = Trainer(rag, train, dev, t, out_dir, k=cfg.rag.k, doc_temperature=cfg.rag.doc_temperature,
-                      index_dir=index_dir, progress=progress, negatives=negatives)
+    info = init_distributed(t.device)
+    seed_everything(t.seed)  # before the Trainer: LoRA's adapters are initialised from the global RNG
+    trainer = Trainer(rag, train, dev, t, out_dir, index_dir=index_dir, progress=progress, negatives=negatives,
+                      dist_info=info)
     return trainer, trainer.train(resume=resume)

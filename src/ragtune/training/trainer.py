@@ -4,48 +4,42 @@
 retriever alone: ``contrastive`` (DPR: each question's positive against the batch's other positives and BM25
 hard negatives) and ``lm-supervised`` (KL from p(z|q) over the top k to the frozen generator's preference).
 
-One optimiser step consumes ``batch_size * grad_accum`` examples. Each epoch's order is a permutation seeded by
-``seed + epoch``, so the global step alone fixes the data position and a resumed run replays exactly the
-batches an uninterrupted one would. Under ``torchrun`` every rank takes a strided share of each micro-batch;
+The step alone fixes the data position and the learning rates (``schedule``), so a resumed run replays exactly
+the batches an uninterrupted one would. Under ``torchrun`` every rank takes a strided share of each micro-batch;
 losses are sums divided by the *global* example count, so the all-reduced gradient equals the single-process
 one whatever the shares' sizes.
 
-Retrieval runs without gradient; the query encoder learns through f(q, z) = E_q(q) . d_z with d_z taken from
-the frozen index (``hits.vectors``), or re-embedded with gradient when the document encoder trains, in which
-case the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder; the
+The losses are ``objectives.Objective``'s, computed through the RAG model. When the document encoder trains,
+the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder; the
 checkpoint then keeps the live index and the saved model an index encoded by the final document encoder.
+
+Building a Trainer has no side effects on the process: the caller seeds the RNGs (``checkpoint.seed_everything``,
+which LoRA's initialisation draws from) and passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from ragtune.config import TrainingConfig
 from ragtune.errors import RagtuneError
-from ragtune.evaluation.metrics import exact_match, f1_score, normalize_answer
-from ragtune.rag.marginals import doc_log_prior
-from ragtune.retrieval.base import EMPTY_ID, Hits
-from ragtune.training import checkpoint as ckpt
-from ragtune.training.data import QAExample
-from ragtune.training.distributed import (DistInfo, all_reduce_grads, all_sum, barrier, broadcast_object, gather_objects,
-                                         init_distributed, shard)
-from ragtune.training import negatives as neg
-from ragtune.training.losses import in_batch_contrastive, lm_supervised_kl, rag_sequence_nll, rag_token_nll
-
+from ragtune.corpus.squad import QARecord
+from ragtune.distributed.torch_ddp import (DistInfo, all_reduce_grads, all_sum, barrier, broadcast_object, gather_objects,
+                                          shard)
+from ragtune.evaluation.matching import recall_hits
+from ragtune.evaluation.metrics import exact_match, f1_score
+from ragtune.rag.trained import DENSE_INDEX_DIR
+from ragtune.training import checkpoint as ckpt, schedule
+from ragtune.training.objectives import Objective, check_rows
 
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoint"
-RAG_JSON = "ragtune.json"
-DENSE_INDEX_DIR = "dense_index"  # re-encoded passage vectors, when the document encoder trained
 
 
 @dataclass
@@ -59,69 +53,23 @@ class TrainResult:
     examples: int = 0
 
 
-# -- pieces that touch the RAG model ------------------------------------------------------------------------
-
-def passages_for(store, ids: np.ndarray) -> list[list[Any]]:
-    """Passages of an (n, k) id array; ``None`` at empty slots."""
-    flat = [int(i) for i in ids.reshape(-1)]
-    real = [i for i in flat if i != EMPTY_ID]
-    got = dict(zip(real, store.get(real))) if real else {}
-    k = ids.shape[1]
-    return [[got.get(i) if i != EMPTY_ID else None for i in flat[r * k : (r + 1) * k]] for r in range(ids.shape[0])]
-
-
-def recall_hits(hits: Hits, examples: Sequence[QAExample], passages: list[list[Any]], k: int) -> list[float]:
-    """Per-question hit@k against the best evidence a row has: positive ids, else positive texts, else answers."""
-    out = []
-    for row, ex, ps in zip(hits.ids, examples, passages):
-        top = [p for i, p in zip(row[:k], ps[:k]) if i != EMPTY_ID and p is not None]
-        if ex.positive_ids:
-            hit = any(p.id in set(ex.positive_ids) for p in top)
-        elif ex.positive_texts:
-            pos = [" ".join(t.split()) for t in ex.positive_texts]
-            hit = any(" ".join(p.text.split()) in t or t in " ".join(p.text.split()) for p in top for t in pos)
-        else:
-            golds = [normalize_answer(a) for a in ex.answers]
-            hit = any(g and g in normalize_answer(p.text) for p in top for g in golds)
-        out.append(float(hit))
-    return out
-
-
-def linear_warmup_decay(warmup: int, total: int, delay: int = 0) -> Callable[[int], float]:
-    """LR multiplier: 0 for ``delay`` steps, then linear warm-up over ``warmup`` steps and linear decay to 0 at
-    ``total`` (transformers' ``get_linear_schedule_with_warmup``, shifted by ``delay``)."""
-
-    def f(step: int) -> float:
-        if step < delay:
-            return 0.0
-        s, span = step - delay, max(1, total - delay)
-        if s < warmup:
-            return s / max(1, warmup)
-        return max(0.0, (span - s) / max(1, span - warmup))
-
-    return f
-
-
 class Trainer:
-    """Fine-tunes ``rag`` (a ``ragtune.rag.RAG`` over a dense retriever) on question-answer rows.
+    """Fine-tunes ``rag`` (a ``ragtune.rag.RAG``, dense to train its retriever) on question-answer rows.
 
-    ``rag`` needs ``retriever`` (a ``DenseRetriever``: ``encoder``, ``search(..., return_vectors=True)``),
-    ``generator`` (``build_prompt``, ``token_logprobs``, ``generate``, ``model``) and ``store``.
     ``answer_fn(questions) -> answers`` decides how dev answers are produced; by default ``rag.ask_batch``.
-    ``retriever_delay`` holds the encoder's LR at 0 for the first steps (see ``linear_warmup_decay``).
+    ``retriever_delay`` holds the encoder's LR at 0 for the first steps (see ``schedule.linear_warmup_decay``).
     ``negatives`` is the retriever whose top passages are the contrastive objective's hard negatives (BM25).
+    ``dist_info`` is this process's rank and world (one process by default).
     """
 
     def __init__(
         self,
         rag: Any,
-        train: Sequence[QAExample],
-        dev: Sequence[QAExample] | None,
+        train: Sequence[QARecord],
+        dev: Sequence[QARecord] | None,
         config: TrainingConfig,
         out_dir: str | Path,
         *,
-        k: int | None = None,
-        doc_temperature: float | None = None,
         index_dir: str | Path | None = None,
         recall_k: Sequence[int] = (1, 5),
         answer_fn: Callable[[list[str]], list[str]] | None = None,
@@ -133,8 +81,6 @@ class Trainer:
         self.rag, self.cfg = rag, config
         self.train_rows, self.dev_rows = list(train), list(dev or [])
         self.out = Path(out_dir)
-        self.k = k or getattr(rag, "k", 5)
-        self.doc_temperature = doc_temperature if doc_temperature is not None else getattr(rag, "doc_temperature", 1.0)
         self.index_dir = index_dir
         self.recall_k = tuple(recall_k)
         self.answer_fn = answer_fn
@@ -142,34 +88,22 @@ class Trainer:
         # The retriever's LR stays 0 for this many steps: while the generator still ignores its passages,
         # P(y|q,z) carries no information about z and the retriever's gradient is noise that erodes its ranking.
         self.retriever_delay = retriever_delay
-        self.info = dist_info or init_distributed(config.device)
-        if not self.train_rows:
-            raise RagtuneError("no training examples")
+        self.info = dist_info or DistInfo()
+        check_rows(config, self.train_rows, negatives)
         self.retriever, self.generator, self.store = rag.retriever, rag.generator, rag.store
         if (config.train_query_encoder or config.train_doc_encoder) and not hasattr(self.retriever, "encoder"):
             raise RagtuneError("training the retriever needs a dense retriever; use --freeze query-encoder with BM25")
         self.retriever_only = config.objective != "rag"
         if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
-        self.negatives = negatives
         self._index_stale = False  # True once the document encoder has changed since the index was encoded
-        if config.objective == "contrastive":
-            if config.hard_negatives > 0 and negatives is None:
-                raise RagtuneError("hard negatives need a BM25 retriever: add one to the index (`ragtune index ... "
-                                   "--retriever bm25`) or set training.hard_negatives = 0")
-            lacking = sum(not (e.positive_ids or e.positive_texts) for e in self.train_rows)
-            if lacking:
-                raise RagtuneError(f"{lacking} of {len(self.train_rows)} training rows have no positive_ids or "
-                                   "positive_texts; the contrastive objective needs a positive passage per question")
-        elif config.objective == "lm-supervised" and any(not e.answers for e in self.train_rows):
-            raise RagtuneError("the lm-supervised objective scores each question's answer: every row needs answers")
         self._setup_modules()
+        self.objective = Objective(rag, config, self.encoder, self.doc_encoder, negatives)
 
     # -- setup ---------------------------------------------------------------------------------------------
 
     def _setup_modules(self) -> None:
         cfg = self.cfg
-        ckpt.seed_everything(cfg.seed)
         self.modules: dict[str, torch.nn.Module] = {}
         self.train_generator = cfg.train_generator and not self.retriever_only
         if cfg.objective != "contrastive":  # the contrastive objective never loads the generator
@@ -206,171 +140,29 @@ class Trainer:
             raise RagtuneError("nothing to train: every part is frozen")
 
     def _optimizer(self, total_steps: int):
-        cfg = self.cfg
-        groups, lambdas = [], []
-        warmup = round(cfg.warmup_ratio * total_steps)
-        if self.params_gen:
-            groups.append({"params": self.params_gen, "lr": cfg.lr})
-            lambdas.append(linear_warmup_decay(warmup, total_steps))
-        if self.params_enc:
-            groups.append({"params": self.params_enc, "lr": cfg.encoder_lr})
-            d = min(self.retriever_delay, total_steps - 1)
-            lambdas.append(linear_warmup_decay(round(cfg.warmup_ratio * (total_steps - d)), total_steps, delay=d))
-        opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
-        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
+        return schedule.optimizer(self.params_gen, self.params_enc, self.cfg, total_steps, self.retriever_delay)
 
     # -- the schedule of examples --------------------------------------------------------------------------
 
     @property
-    def examples_per_step(self) -> int:
-        return self.cfg.batch_size * self.cfg.grad_accum
-
-    @property
     def steps_per_epoch(self) -> int:
-        return max(1, len(self.train_rows) // self.examples_per_step)
+        return schedule.steps_per_epoch(len(self.train_rows), self.cfg)
 
     @property
     def total_steps(self) -> int:
-        if self.cfg.max_steps is not None:
-            return self.cfg.max_steps
-        return max(1, math.ceil(self.cfg.epochs * self.steps_per_epoch))
+        return schedule.total_steps(len(self.train_rows), self.cfg)
 
-    def step_examples(self, step: int) -> list[list[QAExample]]:
+    def step_examples(self, step: int) -> list[list[QARecord]]:
         """The global micro-batches of optimiser step ``step``: a pure function of (seed, step)."""
-        epoch, pos = divmod(step, self.steps_per_epoch)
-        g = torch.Generator().manual_seed(self.cfg.seed + epoch)
-        order = torch.randperm(len(self.train_rows), generator=g).tolist()
-        n = self.examples_per_step
-        chunk = order[pos * n : (pos + 1) * n] or order[:n]
-        b = self.cfg.batch_size
-        return [[self.train_rows[i] for i in chunk[j : j + b]] for j in range(0, len(chunk), b)]
+        return [[self.train_rows[i] for i in batch] for batch in schedule.step_batches(len(self.train_rows), self.cfg, step)]
 
     # -- the loss ------------------------------------------------------------------------------------------
 
-    def _autocast(self):
-        prec, dev = self.cfg.precision, self.cfg.device
-        if prec == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if prec == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda" if dev.startswith("cuda") else "cpu", dtype=dtype)
-
-    def doc_scores(self, questions: list[str], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
-        """f(q, z) for the retrieved passages, with gradient where an encoder trains."""
-        cfg = self.cfg
-        if not (cfg.train_query_encoder or cfg.train_doc_encoder) or self.encoder is None:
-            return torch.from_numpy(np.asarray(hits.scores, dtype=np.float32)).to(cfg.device)
-        q = self._embed_queries(questions)
-        if cfg.train_doc_encoder:
-            flat = [p.indexed_text if p is not None else "" for row in passages for p in row]
-            d = self._embed_passages(flat).view(len(questions), hits.k, -1)
-        else:
-            if hits.vectors is None:
-                raise RagtuneError("the retriever did not return passage vectors; a dense retriever is needed")
-            d = torch.from_numpy(np.asarray(hits.vectors, dtype=np.float32)).to(q.device)
-        return torch.einsum("bd,bkd->bk", q.float(), d.float())
-
-    def _embed_queries(self, questions: list[str]) -> torch.Tensor:
-        if self.cfg.train_query_encoder:
-            self.encoder.model.train()
-            return self.encoder.embed(questions, kind="query")
-        with torch.no_grad():
-            return self.encoder.embed(questions, kind="query")
-
-    def _embed_passages(self, texts: list[str]) -> torch.Tensor:
-        """Passage vectors with gradient, from the document encoder (which trains whenever this is called)."""
-        self.doc_encoder.model.train()
-        return self.doc_encoder.embed(texts, kind="passage")
-
-    def _candidate_vectors(self, cands: list[neg.Candidate], device: Any) -> torch.Tensor:
-        """(C, d) vectors of contrastive candidates: re-embedded with gradient when the document encoder trains,
-        else the index's stored vectors (a positive given only as text is encoded without gradient)."""
-        if self.cfg.train_doc_encoder:
-            return self._embed_passages([c.text for c in cands])
-        out = torch.from_numpy(self.retriever.passage_vectors(
-            np.array([c.id if c.id is not None else EMPTY_ID for c in cands], dtype=np.int64))).to(device)
-        texts = [i for i, c in enumerate(cands) if c.id is None]
-        if texts:
-            with torch.no_grad():
-                self.doc_encoder.model.eval()
-                out[texts] = self.doc_encoder.embed([cands[i].text for i in texts], kind="passage").to(out.dtype)
-        return out
-
-    def batch_loss(self, batch: Sequence[QAExample], mode: str | None = None) -> tuple[torch.Tensor, int]:
+    def batch_loss(self, batch: Sequence[QARecord], mode: str | None = None) -> tuple[torch.Tensor, int]:
         """Summed loss of a (local) micro-batch and its example count."""
         if not batch:
             return torch.zeros(()), 0
-        if self.cfg.objective == "contrastive":
-            return self._contrastive_loss(batch), len(batch)
-        hits, passages = self._retrieve([e.question for e in batch])
-        if self.cfg.objective == "lm-supervised":
-            return self._lm_supervised_loss(batch, hits, passages), len(batch)
-        return self._rag_loss(batch, hits, passages, mode or self.cfg.mode), len(batch)
-
-    def _retrieve(self, questions: list[str]) -> tuple[Hits, list[list[Any]]]:
-        if self.encoder is not None:
-            self.encoder.model.eval()  # retrieval itself is deterministic: no dropout in the search pass
-        with torch.no_grad():
-            hits = self.retriever.search(questions, self.k, return_vectors=True) if self.encoder is not None \
-                else self.retriever.search(questions, self.k)
-        return hits, passages_for(self.store, hits.ids)
-
-    def _prior(self, questions: list[str], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
-        """log p(z|q) (B, K) over the hits, with gradient into whichever encoder trains."""
-        scores = self.doc_scores(questions, hits, passages)
-        valid = torch.from_numpy(hits.ids != EMPTY_ID).to(scores.device)
-        return doc_log_prior(scores.float(), self.doc_temperature, valid)
-
-    def _answer_logprobs(self, batch: Sequence[QAExample], passages: list[list[Any]], vocab_mean: bool = False):
-        """``Generator.token_logprobs`` of each question's first answer under each of its passages alone (B*K rows)."""
-        prompts = [self.generator.build_prompt(e.question, [p] if p is not None else [])
-                   for e, row in zip(batch, passages) for p in row]
-        targets = [e.answers[0] for e, row in zip(batch, passages) for _ in row]
-        return self.generator.token_logprobs(prompts, targets, vocab_mean=vocab_mean)
-
-    def _rag_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]], mode: str) -> torch.Tensor:
-        cfg = self.cfg
-        with self._autocast():
-            doc_logp = self._prior([e.question for e in batch], hits, passages)
-            scored = self._answer_logprobs(batch, passages, vocab_mean=cfg.label_smoothing > 0)
-        B, K = len(batch), hits.k
-        tok_logp = scored[0].float().view(B, K, -1)
-        mask = scored[1].view(B, K, -1)[:, 0]
-        smooth = scored[2].float().view(B, K, -1) if cfg.label_smoothing > 0 else None
-        loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
-        return loss_fn(doc_logp, tok_logp, mask.to(tok_logp.device), label_smoothing=cfg.label_smoothing,
-                       length_normalize=cfg.length_normalize, reduction="sum", smooth_logp=smooth)
-
-    def _lm_supervised_loss(self, batch: Sequence[QAExample], hits: Hits, passages: list[list[Any]]) -> torch.Tensor:
-        """KL(softmax(log P(y|q,z) / tau) || p(z|q)) over the top k: the retriever learns the generator's ranking."""
-        with self._autocast():
-            doc_logp = self._prior([e.question for e in batch], hits, passages)
-            with torch.no_grad():
-                tok_logp, mask = self._answer_logprobs(batch, passages)[:2]
-        mask = mask.to(tok_logp.device).view(len(batch), hits.k, -1).to(torch.float32)
-        ll = (tok_logp.float().view(len(batch), hits.k, -1) * mask).sum(-1)
-        if self.cfg.length_normalize:
-            ll = ll / mask.sum(-1).clamp_min(1.0)
-        return lm_supervised_kl(doc_logp, ll, tau=self.cfg.lm_temperature, reduction="sum")
-
-    def _contrastive_loss(self, batch: Sequence[QAExample]) -> torch.Tensor:
-        """DPR: each question against its positive, the batch's other positives and BM25 hard negatives, with
-        candidates that also answer a question masked out of its row."""
-        cfg = self.cfg
-        questions = [e.question for e in batch]
-        pos = neg.positives(batch, self.store)
-        hard: list[neg.Candidate] = []
-        if cfg.hard_negatives > 0:
-            depth = cfg.hard_negatives + max(len(e.positive_ids) for e in batch) + 10
-            ranked = passages_for(self.store, self.negatives.search(questions, depth).ids)
-            hard = [c for row in neg.hard_negatives(batch, ranked, cfg.hard_negatives) for c in row]
-        cands = pos + hard
-        exclude = torch.from_numpy(neg.false_negatives(batch, cands))
-        with self._autocast():
-            q = self._embed_queries(questions)
-            c = self._candidate_vectors(cands, q.device)
-        q, c = q.float(), c.float()
-        return in_batch_contrastive(q, c[: len(pos)], c[len(pos):] if hard else None,
-                                    temperature=cfg.contrastive_temperature, reduction="sum", exclude=exclude)
+        return self.objective.loss(batch, mode), len(batch)
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
@@ -380,7 +172,7 @@ class Trainer:
         return [o.answer for o in self.rag.ask_batch(questions)]
 
     @torch.no_grad()
-    def evaluate(self, rows: Sequence[QAExample] | None = None, batch_size: int = 32) -> dict[str, float]:
+    def evaluate(self, rows: Sequence[QARecord] | None = None, batch_size: int = 32) -> dict[str, float]:
         """EM, F1 and Recall@k on the dev rows (each rank scores a share; the sums are all-reduced).
         The retriever-only objectives skip EM and F1: they do not change the generator."""
         rows = list(rows if rows is not None else self.dev_rows)
@@ -398,7 +190,7 @@ class Trainer:
                     em += exact_match(pred, ex.answers)
                     f1 += f1_score(pred, ex.answers)
             hits = self.retriever.search(qs, kmax)
-            ps = passages_for(self.store, hits.ids)
+            ps = hits.passages(self.rag.store)
             for k in self.recall_k:
                 rec[k] += sum(recall_hits(hits, chunk, ps, k))
         n = max(len(rows), 1)
@@ -416,20 +208,13 @@ class Trainer:
     # -- saving --------------------------------------------------------------------------------------------
 
     def save_model(self, path: str | Path | None = None) -> Path:
-        """A directory ``RAG.from_pretrained`` loads (rank 0 only): generator/ (a reference to the untouched model
-        when only the retriever trained), query_encoder/, dense_index/ (passages encoded by the trained document
-        encoder, when it trained) and ragtune.json."""
+        """The trained RAG as ``RAG.save_pretrained`` writes it (rank 0 only): the generator (only named when the
+        retriever alone trained), the query encoder, and the passages encoded by the trained document encoder
+        when it trained."""
         path = Path(path or self.out)
         if not self.info.is_main:
             return path
-        from ragtune.training.checkpoint import atomic_dir
-
-        path.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(path / "generator") as tmp:
-            self._save_generator(tmp)
-        if self.encoder is not None:
-            with atomic_dir(path / "query_encoder") as tmp:
-                self.encoder.save(tmp)
+        index = None
         if self.cfg.train_doc_encoder:
             # The live index lags the document encoder by up to reindex_every steps; the saved one does not
             # (after a re-encoding step the live one is already current and is saved as it is).
@@ -438,23 +223,8 @@ class Trainer:
                 self.doc_encoder.model.eval()
                 with torch.no_grad():
                     index = self.retriever.encoded_index(self._all_passages(), self.doc_encoder)
-            with atomic_dir(path / DENSE_INDEX_DIR) as tmp:
-                index.save(tmp)
-        meta = {
-            "index": str(Path(self.index_dir).resolve()) if self.index_dir else None,
-            "rag": {"mode": self.cfg.mode, "k": self.k, "doc_temperature": self.doc_temperature,
-                    "retriever": getattr(self.retriever, "kind", "dense")},
-            "training": self.cfg.model_dump(),
-        }
-        tmpf = path / (RAG_JSON + ".tmp")
-        tmpf.write_text(json.dumps(meta, indent=2))
-        tmpf.replace(path / RAG_JSON)
-        return path
-
-    def _save_generator(self, path: Path) -> None:
-        # Generator.save writes full weights, or only the LoRA adapter (whose config names the base model)
-        # when the model is a PeftModel; Generator.load handles both. An untrained generator is only named.
-        self.generator.save(path, weights=self.train_generator)
+        return self.rag.save_pretrained(path, index_dir=self.index_dir, mode=self.cfg.mode, generator_weights=self.train_generator,
+                                        dense_index=index, training=self.cfg.model_dump())
 
     def _checkpoint_state(self, step: int, opt, sched, scaler, best, bad_evals) -> dict[str, Any]:
         return {

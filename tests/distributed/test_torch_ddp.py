@@ -7,7 +7,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ragtune.training.distributed import DistInfo, all_reduce_grads, all_sum, shard
+from ragtune.distributed.torch_ddp import DistInfo, all_reduce_grads, all_sum, shard
+from tests.training.conftest import small_world  # noqa: F401  (the session fixture)
 
 
 def _loss(model, xs):
@@ -48,7 +49,7 @@ def test_all_reduce_matches_single_process():
         assert torch.allclose(torch.tensor(grad), model.weight.grad, atol=1e-5)
 
 
-def test_torchrun_two_ranks_train_like_one_process(small_world, tmp_path):
+def test_torchrun_two_ranks_train_like_one_process(small_world, tmp_path):  # noqa: F811
     """`torchrun --nproc_per_node 2 -m ragtune train` on gloo: the same updates as one process, rank 0 alone writes."""
     import json
     import subprocess
