@@ -22,9 +22,26 @@ SUFFIXES = [".txt", ".md", ".html", ".json", ".jsonl", ".csv", ".tsv"]
 FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+
+def near(shape: dict) -> st.SearchStrategy:
+    """Objects of the expected shape whose fields are random: the mis-typed field, not the missing bracket, is
+    what slips past a reader's first checks."""
+    field = {k: st.one_of(v, v, v, json_values) for k, v in shape.items()}  # mostly right, a quarter anything
+    required = dict(list(field.items())[:1])
+    return st.fixed_dictionaries(required, optional=dict(list(field.items())[1:])) | st.fixed_dictionaries(field)
+
+
+answer = near({"text": st.text(max_size=10), "answer_start": st.integers(-5, 50)})
+qa = near({"id": st.text(max_size=5), "question": st.text(max_size=20), "answers": st.lists(answer, max_size=3)})
+paragraph = near({"context": st.text(max_size=40), "qas": st.lists(qa, max_size=3)})
+article = near({"title": st.text(max_size=10), "paragraphs": st.lists(paragraph, max_size=3)})
+squad = near({"data": st.lists(article, max_size=3), "version": st.text(max_size=3)})
+row = near({"question": st.text(max_size=20), "answers": st.lists(st.text(max_size=8), max_size=3),
+            "positive_ids": st.lists(st.integers(-3, 10), max_size=3), "positive_texts": st.lists(st.text(max_size=8)),
+            "id": st.text(max_size=5), "_id": st.text(max_size=5), "title": st.text(max_size=8), "text": st.text(max_size=30)})
 file_contents = (st.binary(max_size=400)
-                 | json_values.map(lambda v: json.dumps(v).encode())
-                 | st.lists(json_values, max_size=5).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode()))
+                 | (json_values | squad).map(lambda v: json.dumps(v).encode())
+                 | st.lists(json_values | row, max_size=5).map(lambda rows: "\n".join(json.dumps(r) for r in rows).encode()))
 
 
 class Scratch:

@@ -20,31 +20,26 @@ OPEN_BOOK_TRAIN_ARTICLES = 36  # SQuAD v1.1 dev: articles 0-35 train (8,123 ques
 
 
 @dataclass
-class SquadQuestion:
-    id: str
-    question: str
-    answers: list[str]  # every gold answer, as annotated (duplicates kept: they are separate annotations)
-    doc_id: str  # the paragraph's Document.id, f"{article}-{paragraph}"
-    article: int  # article index in file order
-    answer_starts: list[int] = field(default_factory=list)
-
-
-@dataclass
 class SquadData:
     documents: list[Document]  # one per paragraph
-    questions: list[SquadQuestion]
+    questions: list["QARecord"]  # id = the SQuAD id, positive_doc_ids = [its paragraph's Document.id]
     titles: list[str]  # article titles in file order
 
     @property
     def n_articles(self) -> int:
         return len(self.titles)
 
+    @staticmethod
+    def article(q: "QARecord") -> int:
+        """A question's article index in file order (its paragraph's id is f"{article}-{paragraph}")."""
+        return int(q.positive_doc_ids[0].split("-")[0])
+
 
 @dataclass
 class OpenBookSplit:
     documents: list[Document]  # the knowledge base: every paragraph of every article
-    train: list[SquadQuestion]
-    test: list[SquadQuestion]
+    train: list["QARecord"]
+    test: list["QARecord"]
 
 
 def _title(raw: str) -> str:
@@ -70,7 +65,7 @@ def load_squad(path: str | Path) -> SquadData:
         raise RagtuneError(f"{path} is not SQuAD-style JSON with a top-level 'data' list ({e})") from e
     source = str(path.resolve())
     docs: list[Document] = []
-    questions: list[SquadQuestion] = []
+    questions: list[QARecord] = []
     titles: list[str] = []
     for a, article in enumerate(articles):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs", []), list):
@@ -91,16 +86,10 @@ def load_squad(path: str | Path) -> SquadData:
     return SquadData(docs, questions, titles)
 
 
-def _question(qa: dict[str, Any], doc_id: str, article: int) -> SquadQuestion:
-    answers = qa.get("answers", [])
-    return SquadQuestion(
-        id=str(qa["id"]),
-        question=qa["question"].strip(),
-        answers=[x["text"] for x in answers],
-        doc_id=doc_id,
-        article=article,
-        answer_starts=[int(x.get("answer_start", -1)) for x in answers],
-    )
+def _question(qa: dict[str, Any], doc_id: str, article: int) -> "QARecord":
+    question = qa["question"].strip()
+    # every gold answer, as annotated (duplicates kept: they are separate annotations)
+    return QARecord(question, [x["text"] for x in qa.get("answers", [])], id=str(qa["id"]), positive_doc_ids=[doc_id])
 
 
 def open_book_split(
@@ -112,8 +101,8 @@ def open_book_split(
     if not 0 < train_articles < n:
         raise RagtuneError(f"train_articles must be between 1 and {n - 1} for {n} articles, got {train_articles}")
     test_end = n if test_articles is None else min(n, train_articles + test_articles)
-    train = [q for q in data.questions if q.article < train_articles]
-    test = [q for q in data.questions if train_articles <= q.article < test_end]
+    train = [q for q in data.questions if data.article(q) < train_articles]
+    test = [q for q in data.questions if train_articles <= data.article(q) < test_end]
     return OpenBookSplit(list(data.documents), train, test)
 
 
@@ -122,11 +111,16 @@ def open_book_split(
 
 @dataclass
 class QARecord:
+    """The one question-answer record of training rows, evaluation sets and SQuAD: the question, its gold answers
+    and whatever evidence is known (passage-store ids, passage texts, source document ids)."""
+
     question: str
     answers: list[str]
     positive_ids: list[int] = field(default_factory=list)  # passage-store ids
     positive_texts: list[str] = field(default_factory=list)
     line: int = 0  # 1-based line in the file; 0 when built in memory
+    id: str = ""  # the dataset's own question id, when it has one
+    positive_doc_ids: list[str] = field(default_factory=list)  # Passage.doc_id of the documents holding the answer
 
     def to_row(self) -> dict[str, Any]:
         """The JSONL row (optional fields only when set)."""

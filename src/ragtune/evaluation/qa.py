@@ -11,20 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ragtune.corpus.squad import QARecord
 from ragtune.errors import RagtuneError
-from ragtune.evaluation.metrics import exact_match, f1_score, normalize_answer
+from ragtune.evaluation.matching import contains_answer
+from ragtune.evaluation.metrics import exact_match, f1_score
 
 
-@dataclass
-class QAExample:
-    question: str
-    answers: list[str]
-    id: str = ""
-    gold_doc_ids: list[str] = field(default_factory=list)  # Passage.doc_id of the passages holding the answer
-    gold_passage_ids: list[int] = field(default_factory=list)  # passage-store ids, when known
-
-
-def load_qa_dataset(path: str | Path) -> list[QAExample]:
+def load_qa_dataset(path: str | Path) -> list[QARecord]:
     """SQuAD-style JSON (``{"data": [{"title", "paragraphs": [{"context", "qas"}]}]}``) or JSONL rows
     ``{question, answers, positive_ids?}``; SQuAD questions name their paragraph as gold document."""
     path = Path(path)
@@ -33,7 +26,9 @@ def load_qa_dataset(path: str | Path) -> list[QAExample]:
     if path.suffix == ".jsonl":
         from ragtune.corpus.squad import load_qa_jsonl
 
-        rows = [QAExample(r.question, list(r.answers), str(r.line), [], list(r.positive_ids)) for r in load_qa_jsonl(path)]
+        rows = load_qa_jsonl(path)
+        for r in rows:
+            r.id = r.id or str(r.line)
         return _nonempty(rows, path)
     try:
         head = json.loads(path.read_text(encoding="utf-8"))
@@ -48,11 +43,13 @@ def load_qa_dataset(path: str | Path) -> list[QAExample]:
     from ragtune.corpus.squad import load_squad
 
     data = load_squad(path)
-    return _nonempty([QAExample(q.question, list(q.answers), q.id, [q.doc_id]) for q in data.questions], path)
+    return _nonempty(data.questions, path)
 
 
-def _nonempty(examples: list[QAExample], path: Path) -> list[QAExample]:
-    # a score over zero questions would read as a real EM of 0.0
+def _nonempty(examples: list[QARecord], path: Path) -> list[QARecord]:
+    # a blank question cannot be asked (CMRC 2018's trial set has one); a score over zero questions would read
+    # as a real EM of 0.0
+    examples = [e for e in examples if e.question.strip()]
     if not examples:
         raise RagtuneError(f"{path} holds no questions: nothing to evaluate")
     return examples
@@ -81,7 +78,7 @@ class QAReport:
 
 def evaluate_qa(
     rag: Any,
-    examples: Sequence[QAExample],
+    examples: Sequence[QARecord],
     *,
     mode: str | None = None,
     k: int | None = None,
@@ -105,11 +102,10 @@ def evaluate_qa(
             e_em, e_f1 = exact_match(o.answer, e.answers), f1_score(o.answer, e.answers)
             em += e_em
             f1 += e_f1
-            if e.gold_doc_ids or e.gold_passage_ids:
+            if e.positive_doc_ids or e.positive_ids:
                 judged += 1
-                hits += any(c.doc_id in e.gold_doc_ids or c.id in e.gold_passage_ids for c in o.citations)
-            golds = [normalize_answer(a) for a in e.answers if normalize_answer(a)]
-            recall += any(g in normalize_answer(c.text) for c in o.citations for g in golds)
+                hits += any(c.doc_id in e.positive_doc_ids or c.id in e.positive_ids for c in o.citations)
+            recall += any(contains_answer(c.text, e.answers) for c in o.citations)
             preds.append({"id": e.id, "question": e.question, "answer": o.answer, "gold": e.answers, "em": e_em, "f1": e_f1,
                           "cited": [c.doc_id for c in o.citations]})
         if progress is not None:
