@@ -10,7 +10,6 @@ from typing import Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import console
 from ragtune.errors import RagtuneError
 
 
@@ -68,6 +67,7 @@ def serve_cmd(
         logging.getLogger(name).setLevel(logging.INFO)
     logging.getLogger("ragtune.server").addHandler(handler)
     bound = sock.getsockname()[1]
-    console.print(f"serving {index} on http://{cfg.host}:{bound}/" + ("  (API key required)" if api_key else ""))
+    # plain print, not rich: a wrapped URL would break scripts that read it
+    print(f"serving {index} on http://{cfg.host}:{bound}/" + ("  (API key required)" if api_key else ""), flush=True)
     server = uvicorn.Server(uvicorn.Config(api, log_level="warning", access_log=False, timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
