@@ -68,9 +68,30 @@ class atomic_dir:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        old = self.target.with_name(f".{self.target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.target.exists():
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(self.tmp, self.target)
+
+
+def old_name(target: Path) -> Path:
+    """Where ``replace_dir`` parks the previous directory between its two renames."""
+    return target.with_name(f".{target.name}.old")
+
+
+def replace_dir(src: Path, target: Path) -> None:
+    """Put directory ``src`` in place of ``target`` by two renames (a directory cannot be renamed over another).
+    A crash between them leaves ``.NAME.old`` and no ``NAME``: ``recover_dir`` puts the old one back."""
+    old = old_name(target)
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.replace(target, old)
+    os.replace(src, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Finish a ``replace_dir`` a crash interrupted: the old directory is back if the new one never arrived."""
+    old = old_name(target)
+    if old.exists():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)

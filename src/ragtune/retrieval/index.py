@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence, TypeVar
 
+from ragtune.atomic import recover_dir
 from ragtune.config import Config, RerankConfig
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
@@ -74,20 +73,6 @@ def verify_file(index_path: Path, name: str, recorded: str) -> None:
                                f"(changed or damaged since it was written); {rebuild_hint(index_path)}")
 
 
-def _old_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.old")
-
-
-def _recover(path: Path) -> None:
-    """Finish a swap a crash interrupted: the old index is back if the new one never arrived."""
-    old = _old_name(path)
-    if old.exists():
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(old, path)
-
-
 @dataclass
 class ScoredPassage:
     passage: Passage
@@ -113,7 +98,7 @@ class Index:
         """Open the index at ``path``; ``verify`` checks the passage store against the manifest (a stat, and a
         hash only when the file's size or time changed)."""
         path = Path(path)
-        _recover(path)
+        recover_dir(path)
         manifest_path = path / MANIFEST
         if not manifest_path.exists():
             raise RagtuneError(f"no index at {path}: build one with `ragtune index PATH... --index {path}`")

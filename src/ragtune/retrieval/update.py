@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from ragtune import __version__
-from ragtune.atomic import write_json
+from ragtune.atomic import recover_dir, replace_dir, write_json
 from ragtune.config import Config
 from ragtune.corpus.ingest import IngestReport, ProgressFn, no_progress, sync_store
 from ragtune.errors import RagtuneError
 from ragtune.retrieval import registry
-from ragtune.retrieval.index import FORMAT_VERSION, MANIFEST, STORE, Index, _old_name, _recover, load_part
+from ragtune.retrieval.index import FORMAT_VERSION, MANIFEST, STORE, Index, load_part
 
 
 @dataclass
@@ -115,7 +115,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
     from ragtune.corpus.store import PassageStore, file_fingerprint
 
     t0 = time.perf_counter()
-    _recover(index_dir)
+    recover_dir(index_dir)
     report = IndexReport()
     existing = (index_dir / MANIFEST).exists() and not rebuild
     if existing:
@@ -177,10 +177,12 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
             "analyzer": config.analyzer.model_dump(),
             "retrievers": {k: _retriever_info(k, config) for k in kinds},
             "counts": {"passages": report.passages_total, "sources": n_sources},
-            "checksums": {STORE: file_fingerprint(staging / STORE)},
+            "checksums": {**{k: v for k, v in manifest.get("checksums", {}).items() if k.startswith("graph/")},
+                          STORE: file_fingerprint(staging / STORE)},
             "config": config.model_dump(),
+            **({"graph": manifest["graph"]} if "graph" in manifest else {}),  # triples (ragtune.kg.ingest) stay
         })
-        _swap(staging, index_dir)
+        replace_dir(staging, index_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -228,12 +230,3 @@ def _merge_frozen(stored: Config, requested: Config, built: Sequence[str]) -> Co
     for section in frozen:
         data[section] = getattr(stored, section).model_dump()
     return Config.model_validate(data)
-
-
-def _swap(staging: Path, target: Path) -> None:
-    old = _old_name(target)
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
