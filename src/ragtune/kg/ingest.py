@@ -64,10 +64,11 @@ def update_triples(index_dir: str | Path, paths: Sequence[str | Path], *, sep: s
 def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None, rebuild: bool) -> TriplesReport:
     from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
     from ragtune.retrieval import index as ix
-    from ragtune.retrieval.update import _stage_copy, _swap
+    from ragtune.atomic import recover_dir, replace_dir
+    from ragtune.retrieval.update import _stage_copy
 
     t0 = time.perf_counter()
-    ix._recover(index_dir)
+    recover_dir(index_dir)
     files, roots = _files([Path(p) for p in paths])
     existing = (index_dir / ix.MANIFEST).exists()
     manifest: dict = {}
@@ -128,7 +129,7 @@ def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None
             "config": manifest.get("config") or _default_config(),
             "graph": info,
         })
-        _swap(staging, index_dir)
+        replace_dir(staging, index_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
