@@ -19,6 +19,7 @@ step_time_ratio_hf_rag = ragtune seconds / transformers seconds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import random
@@ -32,11 +33,11 @@ import torch
 
 from ragtune.config import DenseConfig, TrainingConfig
 from ragtune.corpus.types import Passage
-from ragtune.evaluation.qa import QAExample as EvalExample, evaluate_qa
+from ragtune.evaluation.qa import evaluate_qa
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
-from ragtune.training.data import QAExample
+from ragtune.corpus.squad import QARecord
 from ragtune.training.checkpoint import seed_everything
 from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore, squad_open_book  # benchmarks/shared_data.py: ../shared/datasets
@@ -80,11 +81,11 @@ def dense_retriever(passages: list[Passage]) -> DenseRetriever:
 def recall_at(retriever: DenseRetriever, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
     retriever.encoder.model.eval()
     hits = retriever.search([q.question for q in questions], max(ks))
-    gold = np.array([pid_of[q.doc_id] for q in questions])[:, None]
+    gold = np.array([pid_of[q.positive_doc_ids[0]] for q in questions])[:, None]
     return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}
 
 
-def evaluate(rag: RAG, examples: list[EvalExample], k: int, modes, max_new_tokens: int, on_mode=None) -> dict:
+def evaluate(rag: RAG, examples: list[QARecord], k: int, modes, max_new_tokens: int, on_mode=None) -> dict:
     out: dict = {}
     for mode in modes:
         t = time.perf_counter()
@@ -132,7 +133,7 @@ def matched_ffn(gen_cfg) -> int:
     return round((ours - 4 * d * d) / (2 * d))
 
 
-def step_time_comparison(trainer: Trainer, rows: list[QAExample], k: int, batch: int, reps: int) -> dict:
+def step_time_comparison(trainer: Trainer, rows: list[QARecord], k: int, batch: int, reps: int) -> dict:
     """Seconds per training step, ragtune Trainer vs transformers RAG, interleaved so machine load hits both.
 
     Two HF generators: BART layers with the decoder-only layer's parameter count (``matched_ffn``, the headline
@@ -237,8 +238,8 @@ def main() -> None:
 
     split, passages, pid_of = squad_open_book()
     sample, sample_source = test_sample(split.test)
-    examples = [EvalExample(q.question, q.answers, q.id, [q.doc_id], [pid_of[q.doc_id]]) for q in sample[: args.n_test]]
-    train_rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]
+    examples = [dataclasses.replace(q, positive_ids=[pid_of[q.positive_doc_ids[0]]]) for q in sample[: args.n_test]]
+    train_rows = [QARecord(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.positive_doc_ids[0]]]) for q in split.train]
     random.Random(0).shuffle(train_rows)
     res: dict = {"command": "python benchmarks/bench_finetune.py " + " ".join(sys.argv[1:]),
                  "machine": f"{platform.machine()}, {args.threads} torch thread(s), 2-core CPU shared with one other benchmark",

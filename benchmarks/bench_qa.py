@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ragtune.evaluation.qa import QAExample, evaluate_qa
+from ragtune.evaluation.qa import evaluate_qa
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.base import Hits
@@ -120,7 +120,7 @@ def main() -> None:
     split, passages, pid_of = squad_open_book()
     sample_all = sample_questions(split.test, 200)
     sample = sample_all[args.start: args.n]  # a quick run evaluates a prefix of the same fixed sample
-    examples = [QAExample(q.question, q.answers, q.id, [q.doc_id]) for q in sample]
+    examples = sample
     print(f"kb={len(passages)} paragraphs, test={len(split.test)} questions, sample={len(examples)}", file=sys.stderr, flush=True)
 
     t = time.perf_counter()
@@ -129,7 +129,7 @@ def main() -> None:
     index_seconds = time.perf_counter() - t
     store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens, decoding="greedy")
-    gold = GoldRetriever({q.question: pid_of[q.doc_id] for q in sample})
+    gold = GoldRetriever({q.question: pid_of[q.positive_doc_ids[0]] for q in sample})
 
     results: dict = {"command": "python benchmarks/bench_qa.py " + " ".join(sys.argv[1:]), "n": len(examples),
                      "sample_seed": 0, "sample_ids": [q.id for q in sample_all],

@@ -33,7 +33,7 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.training import negatives as neg
-from ragtune.training.data import QAExample
+from ragtune.corpus.squad import QARecord
 from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore, squad_open_book
 
@@ -119,7 +119,7 @@ def main() -> None:
 
     split, passages, pid_of = squad_open_book()
     sample, sample_source = test_sample(split.test)
-    rows = [QAExample(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.doc_id]]) for q in split.train]
+    rows = [QARecord(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.positive_doc_ids[0]]]) for q in split.train]
     store = MemoryStore(passages)
     bm25 = BM25Retriever()
     bm25.add(passages)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,8 +88,13 @@ class GeneratorConfig(Section):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
 
+# The one list of RAG modes (rag.model, the CLI and the server use it); path: a knowledge-graph answer, no generator.
+RagMode = Literal["concat", "rag-sequence", "rag-token", "path"]
+RAG_MODES: tuple[str, ...] = get_args(RagMode)
+
+
 class RagConfig(Section):
-    mode: Literal["concat", "rag-sequence", "rag-token"] = "concat"
+    mode: RagMode = "concat"
     k: int = 5
     retriever: str = "bm25"
     doc_temperature: float = 1.0  # p(z|q) = softmax(f(q,z) / doc_temperature)

@@ -34,10 +34,10 @@ def test_load_tiny_squad_and_split(tmp_path: Path) -> None:
     assert [d.id for d in data.documents] == ["0-0", "0-1", "1-0", "1-1", "2-0", "2-1", "3-0", "3-1"]
     assert data.documents[3].title == "Article 1" and data.documents[3].text == "Context 1.1"
     q = data.questions[2]
-    assert (q.id, q.question, q.answers, q.doc_id, q.article, q.answer_starts) == ("q010", "Q010?", ["x"], "0-1", 0, [0])
+    assert (q.id, q.question, q.answers, q.positive_doc_ids, data.article(q)) == ("q010", "Q010?", ["x"], ["0-1"], 0)
     split = open_book_split(data, train_articles=3)
     assert len(split.documents) == 8 and len(split.train) == 12 and len(split.test) == 4
-    assert {q.article for q in split.test} == {3}
+    assert {data.article(q) for q in split.test} == {3}
     assert len(open_book_split(data, train_articles=1, test_articles=2).test) == 8
     with pytest.raises(RagtuneError):
         open_book_split(data, train_articles=4)

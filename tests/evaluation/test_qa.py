@@ -37,11 +37,11 @@ def cite(pid: int, doc: str, text: str) -> Citation:
 def test_squad_json_and_jsonl_load_as_one_record_type(tmp_path):
     (tmp_path / "dev.json").write_text(json.dumps(SQUAD))
     rows = load_qa_dataset(tmp_path / "dev.json")
-    assert [(r.id, r.question, r.answers, r.gold_doc_ids) for r in rows] == [
+    assert [(r.id, r.question, r.answers, r.positive_doc_ids) for r in rows] == [
         ("q1", "When was it completed?", ["1889"], ["0-0"]), ("q2", "How tall is it?", ["330 metres"], ["0-1"])]
     (tmp_path / "dev.jsonl").write_text('{"question": "q?", "answers": ["a"], "positive_ids": [7]}\n\n{"question": "r?", "answers": "b"}\n')
     rows = load_qa_dataset(tmp_path / "dev.jsonl")
-    assert [(r.id, r.question, r.answers, r.gold_passage_ids) for r in rows] == [("1", "q?", ["a"], [7]), ("3", "r?", ["b"], [])]
+    assert [(r.id, r.question, r.answers, r.positive_ids) for r in rows] == [("1", "q?", ["a"], [7]), ("3", "r?", ["b"], [])]
     with pytest.raises(RagtuneError, match="not found"):
         load_qa_dataset(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text('{"rows": []}')

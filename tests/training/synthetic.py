@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ragtune.training.data import QAExample
+from ragtune.corpus.squad import QARecord
 
 _ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
 _VOWELS = ["a", "e", "i", "o", "u"]
@@ -42,7 +42,7 @@ class KB:
     def passages(self) -> list[str]:
         return [PASSAGE.format(n=n, c=c) for n, c in zip(self.names, self.cities)]
 
-    def rows(self, split: str, held_out: int = 0) -> list[QAExample]:
+    def rows(self, split: str, held_out: int = 0) -> list[QARecord]:
         """Training and dev questions.
 
         With ``held_out = 0`` entity i's dev question uses template i % 3 and its other templates are for
@@ -55,7 +55,7 @@ class KB:
             for t, tpl in enumerate(TEMPLATES):
                 is_dev = (i >= n_train) if held_out else (t == i % len(TEMPLATES))
                 if is_dev == (split == "dev"):
-                    out.append(QAExample(tpl.format(n=n), [c], positive_texts=[PASSAGE.format(n=n, c=c)]))
+                    out.append(QARecord(tpl.format(n=n), [c], positive_texts=[PASSAGE.format(n=n, c=c)]))
         return out
 
     def texts(self) -> list[str]:

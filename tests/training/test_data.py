@@ -3,7 +3,8 @@ import json
 import pytest
 
 from ragtune.errors import RagtuneError
-from ragtune.training.data import QAExample, beir_rows, load_examples, split_examples, squad_rows, write_examples
+from ragtune.corpus.squad import QARecord
+from ragtune.training.data import beir_rows, load_examples, split_examples, squad_rows, write_examples
 
 
 def _write(path, lines):
@@ -39,7 +40,7 @@ def test_empty_and_missing_files(tmp_path):
 
 
 def test_roundtrip_and_split(tmp_path):
-    rows = [QAExample(f"q{i}", [f"a{i}"], [i]) for i in range(20)]
+    rows = [QARecord(f"q{i}", [f"a{i}"], [i]) for i in range(20)]
     assert write_examples(rows, tmp_path / "r.jsonl") == 20
     back, _ = load_examples(tmp_path / "r.jsonl")
     assert [(e.question, e.answers, e.positive_ids) for e in back] == [(e.question, e.answers, e.positive_ids) for e in rows]

@@ -10,7 +10,7 @@ import torch
 
 from ragtune.config import TrainingConfig
 from ragtune.errors import RagtuneError
-from ragtune.training.data import QAExample
+from ragtune.corpus.squad import QARecord
 from ragtune.training.checkpoint import load_trainable_state, trainable_state
 from ragtune.training.schedule import linear_warmup_decay
 from ragtune.training.trainer import Trainer
@@ -198,7 +198,7 @@ def test_retriever_only_objectives_check_their_inputs(small_world, tmp_path):
     w = small_world
     with pytest.raises(RagtuneError, match="BM25"):
         Trainer(make_rag(w), w["train"], None, _cfg(objective="contrastive"), tmp_path, progress=False)
-    bare = [QAExample(e.question, e.answers) for e in w["train"]]
+    bare = [QARecord(e.question, e.answers) for e in w["train"]]
     with pytest.raises(RagtuneError, match="no positive_ids or positive_texts"):
         Trainer(make_rag(w), bare, None, _cfg(objective="contrastive", hard_negatives=0), tmp_path, progress=False)
     with pytest.raises(RagtuneError, match="both encoders are frozen"):

@@ -11,7 +11,7 @@ from rich.table import Table
 from ragtune.cli.app import app, eval_app
 from ragtune.cli.common import console, err_console, print_json, progress_bar
 
-MODE_HELP = "concat (all passages in one prompt), rag-sequence or rag-token."
+MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
 
 def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path] = None, mode: Optional[str] = None,

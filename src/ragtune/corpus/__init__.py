@@ -10,7 +10,7 @@ from ragtune.corpus.readers import (
     read_file,
     read_paths,
 )
-from ragtune.corpus.squad import QARecord, SquadData, SquadQuestion, load_qa_jsonl, load_squad, open_book_split
+from ragtune.corpus.squad import QARecord, SquadData, load_qa_jsonl, load_squad, open_book_split
 from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
 from ragtune.corpus.types import Document, Passage
 
@@ -18,7 +18,6 @@ __all__ = [
     "BeirDataset",
     "QARecord",
     "SquadData",
-    "SquadQuestion",
     "load_beir",
     "load_qa_jsonl",
     "load_squad",

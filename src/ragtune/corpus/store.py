@@ -17,11 +17,10 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ragtune.corpus.types import Passage
+from ragtune.corpus.types import EMPTY_ID, Passage
 from ragtune.errors import RagtuneError
 
 STORE_FORMAT = 1
-EMPTY_ID = -1
 # SQLite builds before 3.32 allow only 999 bound parameters; staying below keeps one code path everywhere.
 _MAX_PARAMS = 900
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+EMPTY_ID = -1  # the passage id of "no passage": fills Hits slots that matched nothing
+
 
 @dataclass
 class Document:

@@ -4,12 +4,29 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ragtune.corpus.squad import QARecord
-from ragtune.evaluation.metrics import normalize_answer
+from ragtune.evaluation.metrics import _CJK, normalize_answer
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
 
+def contains_answer(text: str, answers: Sequence[str]) -> bool:
+    """Whether a SQuAD-normalised answer occurs in the normalised text: as whole words, or as characters for CJK
+    (which has no word boundaries)."""
+    return contains_normalized(normalize_answer(text), answers)
+
+
+def contains_normalized(normalized_text: str, answers: Sequence[str]) -> bool:
+    """``contains_answer`` for a text already normalised (to normalise each candidate once, not once per question)."""
+    t = normalized_text
+    for a in answers:
+        g = normalize_answer(a)
+        if g and (g in t if _CJK.search(g) else f" {g} " in f" {t} "):
+            return True
+    return False
+
+
 def recall_hits(hits: Hits, examples: Sequence[QARecord], passages: list[list[Any]], k: int) -> list[float]:
-    """Per-question hit@k against the best evidence a row has: positive ids, else positive texts, else answers."""
+    """Per-question hit@k against the best evidence a row has: positive ids, else positive texts (overlapping
+    the passage either way, since chunking may split or join them), else answers (``contains_answer``)."""
     out = []
     for row, ex, ps in zip(hits.ids, examples, passages):
         top = [p for i, p in zip(row[:k], ps[:k]) if i != EMPTY_ID and p is not None]
@@ -19,7 +36,6 @@ def recall_hits(hits: Hits, examples: Sequence[QARecord], passages: list[list[An
             pos = [" ".join(t.split()) for t in ex.positive_texts]
             hit = any(" ".join(p.text.split()) in t or t in " ".join(p.text.split()) for p in top for t in pos)
         else:
-            golds = [normalize_answer(a) for a in ex.answers]
-            hit = any(g and g in normalize_answer(p.text) for p in top for g in golds)
+            hit = any(contains_answer(p.text, ex.answers) for p in top)
         out.append(float(hit))
     return out

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
+from ragtune.atomic import write_json
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation.options import Decoding, DecodeOptions, Generation, cut_at_stop, stop_index
@@ -396,7 +397,7 @@ class Generator(LazyModel):
         else:
             name = self.model_name
             settings["base_model"] = str(Path(name).resolve()) if Path(name).exists() else name
-        (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+        write_json(path / SETTINGS_FILE, settings)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Generator":

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+from ragtune.atomic import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,7 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
     """Dequantise a GGUF checkpoint once into an fp32 safetensors directory (atomic: temp dir, then rename)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
         # The weights are dequantised to fp32 on load; dropping the GGUF quantizer marks them as plain weights,
@@ -63,13 +61,6 @@ def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process finished first; theirs is as good as ours
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -19,13 +19,14 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from ragtune.config import RAG_MODES
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation.generator import Generator
 from ragtune.rag.output import Citation, RagOutput
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
-MODES = ("concat", "rag-sequence", "rag-token", "path")  # path: knowledge-graph answer, no generator (ragtune.kg)
+MODES = RAG_MODES  # path: knowledge-graph answer, no generator (ragtune.kg)
 # RAG-level options that ``ask`` accepts besides the generator's decoding options
 _RAG_OPTIONS = ("mode", "k", "thorough")
 

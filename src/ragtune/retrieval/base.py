@@ -7,9 +7,9 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ragtune.corpus.types import Passage
+from ragtune.corpus.types import EMPTY_ID, Passage
 
-EMPTY_ID = -1
+__all__ = ["EMPTY_ID", "Hits", "PassageLookup", "Retriever", "IndexedRetriever", "cap_k"]
 
 
 @dataclass

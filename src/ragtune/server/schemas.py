@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ragtune.config import ServerConfig
+from ragtune.config import RagMode, ServerConfig
 from ragtune.errors import RagtuneError
 
 log = logging.getLogger("ragtune.server")
@@ -46,7 +46,7 @@ class DecodingFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    mode: Literal["concat", "rag-sequence", "rag-token"] | None = None
+    mode: RagMode | None = None
     k: int | None = Field(None, ge=1)
     retriever: Text | None = None
     stream: bool = False

@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator, Sequence
 
+from ragtune.atomic import atomic_file
 from ragtune.corpus.squad import QARecord, parse_qa_row, read_jsonl_rows
 from ragtune.errors import RagtuneError
 
 log = logging.getLogger(__name__)
-
-
-QAExample = QARecord  # a training row is the corpus' QA record: {question, answers, positive_ids?, positive_texts?}
 
 
 @dataclass
@@ -48,7 +46,7 @@ class LoadReport:
         return f"{self.path}: {len(self.problems)} bad rows skipped: {head}{more}"
 
 
-def parse_row(obj: Any, line: int, *, known_ids: Container[int] | None = None, require_answers: bool = True) -> QAExample:
+def parse_row(obj: Any, line: int, *, known_ids: Container[int] | None = None, require_answers: bool = True) -> QARecord:
     """One validated example (the row format is ``corpus.squad.parse_qa_row``'s); raises ``ValueError`` naming
     the problem, including positive ids the index does not hold."""
     r = parse_qa_row(obj, line, require_answers=require_answers)
@@ -65,7 +63,7 @@ def load_examples(
     known_ids: Container[int] | None = None,
     strict: bool = False,
     require_answers: bool = True,
-) -> tuple[list[QAExample], LoadReport]:
+) -> tuple[list[QARecord], LoadReport]:
     """Read a JSONL training file. Bad rows are skipped and listed in the report (or raise with ``strict``)."""
     path = Path(path)
     if not path.exists():
@@ -86,21 +84,17 @@ def load_examples(
     return examples, report
 
 
-def write_examples(rows: Iterable[QAExample | dict], path: str | Path) -> int:
+def write_examples(rows: Iterable[QARecord | dict], path: str | Path) -> int:
     """Write rows as JSONL (atomically: temp file, then rename); returns the count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for r in rows:
-            f.write(json.dumps(r.to_row() if isinstance(r, QAExample) else r, ensure_ascii=False) + "\n")
+            f.write(json.dumps(r.to_row() if isinstance(r, QARecord) else r, ensure_ascii=False) + "\n")
             n += 1
-    tmp.replace(path)
     return n
 
 
-def split_examples(examples: Sequence[QAExample], dev_fraction: float, seed: int = 0) -> tuple[list[QAExample], list[QAExample]]:
+def split_examples(examples: Sequence[QARecord], dev_fraction: float, seed: int = 0) -> tuple[list[QARecord], list[QARecord]]:
     """A seeded random train/dev split; the same seed always gives the same split."""
     if not 0.0 < dev_fraction < 1.0:
         raise RagtuneError(f"dev fraction must be in (0, 1), got {dev_fraction}")
@@ -118,7 +112,7 @@ def squad_rows(
     *,
     articles: slice | Sequence[int] | None = None,
     passage_ids: Callable[[str, str], list[int]] | None = None,
-) -> Iterator[QAExample]:
+) -> Iterator[QARecord]:
     """Rows from SQuAD-style JSON: each question's paragraph is its positive passage.
 
     ``articles`` selects articles by position (the open-book split uses 0-35 for training).
@@ -142,7 +136,7 @@ def squad_rows(
             for qa in para["qas"]:
                 answers = list(dict.fromkeys(a["text"] for a in qa.get("answers", []) if a["text"].strip()))
                 if answers:
-                    yield QAExample(qa["question"].strip(), answers, list(ids), [ctx])
+                    yield QARecord(qa["question"].strip(), answers, list(ids), [ctx])
 
 
 def beir_rows(
@@ -150,7 +144,7 @@ def beir_rows(
     split: str = "train",
     *,
     doc_passage_ids: Callable[[str], list[int]] | None = None,
-) -> Iterator[QAExample]:
+) -> Iterator[QARecord]:
     """Rows from a BEIR folder's queries and ``qrels/<split>.tsv``: relevant documents become positives.
 
     BEIR has no answers, so rows carry none; they serve retriever training (load with ``require_answers=False``).
@@ -179,7 +173,7 @@ def beir_rows(
             if not docs:
                 continue
             ids = [i for d in docs for i in (doc_passage_ids(d) if doc_passage_ids else [])]
-            yield QAExample(q["text"], [], ids, [corpus[d] for d in docs if d in corpus])
+            yield QARecord(q["text"], [], ids, [corpus[d] for d in docs if d in corpus])
 
 
 def store_text_lookup(store) -> Callable[[str, str], list[int]]:

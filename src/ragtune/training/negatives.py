@@ -13,8 +13,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ragtune.errors import RagtuneError
-from ragtune.evaluation.metrics import _CJK, normalize_answer
-from ragtune.training.data import QAExample
+from ragtune.corpus.squad import QARecord
+from ragtune.evaluation.matching import contains_answer, contains_normalized
+from ragtune.evaluation.metrics import normalize_answer
 
 
 @dataclass(frozen=True)
@@ -26,21 +27,7 @@ class Candidate:
     text: str
 
 
-def contains_answer(text: str, answers: Sequence[str]) -> bool:
-    """Whether a normalised answer occurs in the normalised text: as whole words, or as characters for CJK."""
-    return _contains(normalize_answer(text), answers)
-
-
-def _contains(normalized_text: str, answers: Sequence[str]) -> bool:
-    t = normalized_text
-    for a in answers:
-        g = normalize_answer(a)
-        if g and (g in t if _CJK.search(g) else f" {g} " in f" {t} "):
-            return True
-    return False
-
-
-def positives(examples: Sequence[QAExample], store: Any) -> list[Candidate]:
+def positives(examples: Sequence[QARecord], store: Any) -> list[Candidate]:
     """Each question's first positive passage: its first ``positive_ids`` entry (text from the store), else its
     first ``positive_texts`` entry."""
     ids = [e.positive_ids[0] for e in examples if e.positive_ids]
@@ -57,17 +44,17 @@ def positives(examples: Sequence[QAExample], store: Any) -> list[Candidate]:
     return out
 
 
-def is_positive(c: Candidate, e: QAExample) -> bool:
+def is_positive(c: Candidate, e: QARecord) -> bool:
     return _is_positive(c.id, " ".join(c.text.split()), e)
 
 
-def _is_positive(cid: int | None, spaced_text: str, e: QAExample) -> bool:
+def _is_positive(cid: int | None, spaced_text: str, e: QARecord) -> bool:
     if cid is not None and cid in e.positive_ids:
         return True
     return any(spaced_text == " ".join(t.split()) for t in e.positive_texts)
 
 
-def hard_negatives(examples: Sequence[QAExample], ranked: Sequence[Sequence[Any]], n: int) -> list[list[Candidate]]:
+def hard_negatives(examples: Sequence[QARecord], ranked: Sequence[Sequence[Any]], n: int) -> list[list[Candidate]]:
     """The first ``n`` passages of each question's ranking (e.g. BM25's) that are neither a positive nor contain
     one of its answers. A question whose ranking runs out gets fewer."""
     out = []
@@ -85,7 +72,7 @@ def hard_negatives(examples: Sequence[QAExample], ranked: Sequence[Sequence[Any]
     return out
 
 
-def false_negatives(examples: Sequence[QAExample], candidates: Sequence[Candidate]) -> np.ndarray:
+def false_negatives(examples: Sequence[QARecord], candidates: Sequence[Candidate]) -> np.ndarray:
     """(B, C) True where candidate c is a positive of question b or contains one of its answers."""
     # each candidate text is normalised once, not once per question (B x C pairs a step)
     spaced = [" ".join(c.text.split()) for c in candidates]
@@ -93,5 +80,5 @@ def false_negatives(examples: Sequence[QAExample], candidates: Sequence[Candidat
     mask = np.zeros((len(examples), len(candidates)), dtype=bool)
     for b, e in enumerate(examples):
         for j, c in enumerate(candidates):
-            mask[b, j] = _is_positive(c.id, spaced[j], e) or _contains(normalized[j], e.answers)
+            mask[b, j] = _is_positive(c.id, spaced[j], e) or contains_normalized(normalized[j], e.answers)
     return mask

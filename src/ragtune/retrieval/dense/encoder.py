@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
+from ragtune.atomic import write_json
 from ragtune.models.batching import input_order, length_buckets
 from ragtune.models.lazy import LazyModel
 from ragtune.retrieval.dense.pooling import l2_normalize, pool, pooling_from_model_dir
@@ -228,7 +229,7 @@ class Encoder(LazyModel):
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         meta = {"source_model": self.model_name, **self.settings()}
-        (path / ENCODER_JSON).write_text(json.dumps(meta, indent=2))
+        write_json(path / ENCODER_JSON, meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "Encoder":

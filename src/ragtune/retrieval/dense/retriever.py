@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ragtune.atomic import write_json
 from ragtune.config import DenseConfig
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
@@ -133,9 +134,7 @@ class DenseRetriever:
             "count": len(self),
             "config": self.cfg.model_dump(),
         }
-        tmp = path / (DENSE_JSON + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        tmp.replace(path / DENSE_JSON)
+        write_json(path / DENSE_JSON, meta)
 
     @classmethod
     def load(cls, path: Path, *, device: str = "cpu", encoder: Encoder | None = None, **_: Any) -> "DenseRetriever":

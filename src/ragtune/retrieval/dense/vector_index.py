@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import warnings
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ragtune.atomic import write_json, write_with
 from ragtune.retrieval.base import EMPTY_ID
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,6 @@ def min_train_points(factory: str) -> int:
 
 def _is_exact(factory: str) -> bool:
     return factory == "Flat" or re.fullmatch(r"HNSW\d+(,Flat)?", factory) is not None
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(str(tmp))
-    os.replace(tmp, path)
 
 
 class VectorIndex:
@@ -268,19 +262,19 @@ class VectorIndex:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if self._index is not None:
-            _write_atomic(directory / INDEX_FILE, lambda p: faiss.write_index(self._index, p))
+            write_with(directory / INDEX_FILE, lambda p: faiss.write_index(self._index, p))
         if not self.exact and self._index is not None:
             def write_side(p: str) -> None:
                 with open(p, "wb") as f:
                     np.savez(f, ids=self._side_ids, vectors=self._side_vecs)
 
-            _write_atomic(directory / SIDE_FILE, write_side)
+            write_with(directory / SIDE_FILE, write_side)
         meta = {
             "dim": self.dim, "kind": self.kind, "factory": self.factory, "count": len(self),
             "deleted": sorted(self._deleted), "ef_search": self.ef_search,
             "ef_construction": self.ef_construction, "nprobe": self.nprobe, "metric": "inner_product",
         }
-        _write_atomic(directory / META_FILE, lambda p: Path(p).write_text(json.dumps(meta)))
+        write_json(directory / META_FILE, meta, indent=None)
 
     @classmethod
     def load(cls, directory: str | Path) -> "VectorIndex":
