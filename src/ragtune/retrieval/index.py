@@ -178,6 +178,10 @@ class Index:
                 )
             if kind == "hybrid":
                 self._retrievers[key] = registry.hybrid([self.retriever(k, device=device) for k in needed], self.config)
+            elif "shards" in self.manifest or _ray_requested():  # shards, or any index served by Ray actors
+                from ragtune.distributed import open_retriever
+
+                self._retrievers[key] = open_retriever(self, kind, device=device)
             else:
                 self._retrievers[key] = load_part(self.path, f"the {kind} retriever ({kind}/)",
                                                   lambda: registry.load(kind, self.path / kind, device=device))
@@ -210,6 +214,13 @@ class Index:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ray_requested() -> bool:
+    """Whether this process was told to search through Ray (``--ray``: ``ragtune.distributed.use_ray``)."""
+    import os
+
+    return bool(os.environ.get("RAGTUNE_RAY"))
 
 
 def __getattr__(name: str):

@@ -94,6 +94,8 @@ def update(
     wait: bool | None = None,
     on_wait: Callable[[str], None] | None = None,
     progress: ProgressFn = no_progress,
+    shards: int | None = None,
+    ray: str | None = None,
 ) -> IndexReport:
     """Create or incrementally update the index at ``index_dir`` from files, folders and BEIR corpora.
 
@@ -101,18 +103,21 @@ def update(
     sources under other roots stay. Retrievers named in ``retrievers`` that the index lacks are built over all
     its passages. The manifest's configuration wins over ``config`` for an existing index (its analyzer and
     encoder must not change under it), except on ``rebuild``. ``wait`` (default ``[index] wait`` of the config)
-    decides what happens when another process is updating the same index.
+    decides what happens when another process is updating the same index. ``shards`` > 1 splits the passages
+    into that many shards (``ragtune.distributed.shards``; None keeps the index's count); ``ray`` (an address or
+    "local") encodes dense passages on a pool of Ray actors.
     """
     index_dir = Path(index_dir)
     wait = (config or Config()).index.wait if wait is None else wait
     with writer_lock(index_dir, wait=wait, on_wait=on_wait):
         remove_stale_staging(index_dir)
-        return _update_locked(index_dir, paths, beir, retrievers, config, rebuild, optimize, progress)
+        return _update_locked(index_dir, paths, beir, retrievers, config, rebuild, optimize, progress, shards, ray)
 
 
 def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | None, rebuild: bool, optimize: bool,
-                   progress: ProgressFn) -> IndexReport:
+                   progress: ProgressFn, shards: int | None = None, ray: str | None = None) -> IndexReport:
     from ragtune.corpus.store import PassageStore, file_fingerprint
+    from ragtune.distributed import shards as sharding
 
     t0 = time.perf_counter()
     recover_dir(index_dir)
@@ -130,6 +135,11 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
     kinds = list(dict.fromkeys(built + (registry.expand(list(retrievers), config) if retrievers else [])))
     if not kinds:
         raise RagtuneError("no retriever chosen: pass --retriever bm25|tfidf|dense|hybrid")
+    old_shards = sharding.shard_count(manifest)
+    n_shards = old_shards if shards is None else int(shards)
+    if n_shards < 1:
+        raise RagtuneError(f"--shards must be at least 1, got {n_shards}")
+    shard_sizes: list[int] = []
 
     staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
@@ -149,23 +159,32 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
         for kind in kinds:
             progress(f"index {kind}", 0, None)
             merge = optimize
-            if kind in built:
-                r = load_part(index_dir, f"the {kind} retriever ({kind}/)", lambda: registry.load(kind, staging / kind))
+            r = None
+            if kind in built:  # a sharded index's sparse part comes back None: rebuilt, so statistics stay exact
+                r = load_part(index_dir, f"the {kind} retriever ({kind}/)",
+                              lambda: sharding.load_merged(staging, kind, old_shards) if old_shards > 1
+                              else registry.load(kind, staging / kind))
+            if r is not None:
                 if removed:
                     r.delete(removed)
                 if added:
-                    r.add(added)
+                    _add(r, added, ray)
             else:
                 r = registry.create(kind, config)
                 batches = 0
                 for batch in store.iter_passages(batch_size=50_000):
-                    r.add(batch)
+                    _add(r, batch, ray)
                     batches += 1
                 merge = merge or batches > 1  # one segment, so corpus statistics are exact from the start
             if merge and hasattr(r, "optimize"):
                 r.optimize()
-            _save_retriever(r, staging / kind)
+            if n_shards > 1:
+                shard_sizes = sharding.write_shards(r, staging, kind, n_shards)
+            else:
+                _save_retriever(r, staging / kind)
             progress(f"index {kind}", 1, 1)
+        if n_shards == 1:
+            sharding.remove_shards(staging)
         n_sources = len(store.sources())
         store.checkpoint()
         store.close()
@@ -181,6 +200,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
                           STORE: file_fingerprint(staging / STORE)},
             "config": config.model_dump(),
             **({"graph": manifest["graph"]} if "graph" in manifest else {}),  # triples (ragtune.kg.ingest) stay
+            **({"shards": {"count": n_shards, "assign": "id % count", "passages": shard_sizes}} if n_shards > 1 else {}),
         })
         replace_dir(staging, index_dir)
     except BaseException:
@@ -189,6 +209,16 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
     report.retrievers = kinds
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _add(r, passages, ray: str | None) -> None:
+    """``r.add(passages)``; with ``ray``, dense passages are encoded on a pool of Ray actors first."""
+    if ray and getattr(r, "kind", None) == "dense":
+        from ragtune.distributed.encoding import add_encoded
+
+        add_encoded(r, passages, ray)
+    else:
+        r.add(passages)
 
 
 def _stage_copy(index_dir: Path, staging: Path) -> None:

@@ -1,0 +1,111 @@
+"""Dense encoding of a corpus on a pool of Ray actors, equal to the single-process ``Encoder``.
+
+``Encoder.encode`` sorts texts by token length and runs batches of ``batch_size`` in that order; padding (and so
+the float result) depends on which texts share a batch. The pool does the same sort once, here, and hands every
+worker whole batches in that order (chunks of ``batch_size * batches_per_task`` texts), so each worker's own
+stable sort keeps them and every batch is the one a single process would have run: the vectors are the same.
+Each worker loads the encoder once (an actor) and returns its chunk's vectors, which are written into the result
+in place, chunk by chunk (so at most a few chunks are in flight in the object store at a time).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from ragtune.errors import RagtuneError
+
+BATCHES_PER_TASK = 8
+
+
+class EncodeWorker:
+    """Actor body: an ``Encoder`` rebuilt from its settings (and optionally given weights), loaded once."""
+
+    def __init__(self, spec: dict, state: Any = None, threads: int | None = None):
+        import torch
+
+        from ragtune.retrieval.dense import Encoder
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.encoder = Encoder.from_dict(spec)
+        if state is not None:
+            self.encoder.model.load_state_dict(state)
+        self.encoder.model.eval()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode_passages(texts)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def length_order(encoder: Any, texts: Sequence[str]) -> np.ndarray:
+    """The order ``Encoder.encode`` runs ``texts`` in (by token length, longest first, stable)."""
+    ids = encoder._tokenize([encoder.prefix("passage") + t for t in texts])
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    return np.argsort(-lengths, kind="stable")
+
+
+def encode_passages(encoder: Any, texts: Sequence[str], address: str, *, workers: int | None = None,
+                    batches_per_task: int = BATCHES_PER_TASK, timeout: float | None = None,
+                    threads_per_worker: int | None = None, ship_weights: bool = False) -> np.ndarray:
+    """(n, d) float32 passage vectors of ``texts`` by ``encoder``, encoded by ``workers`` Ray actors (default
+    ``$RAGTUNE_RAY_ENCODE_WORKERS`` or the cluster's CPUs / 2). Workers load the encoder by name; ``ship_weights``
+    sends this process' current weights instead (a document encoder in training)."""
+    from ragtune.distributed.ray_shards import init_ray
+
+    ray = init_ray(address)
+    from ray.exceptions import GetTimeoutError, RayError
+
+    n = len(texts)
+    out = np.empty((n, encoder.dim), dtype=np.float32)
+    if n == 0:
+        return out
+    order = length_order(encoder, texts)
+    chunk = encoder.batch_size * max(1, batches_per_task)
+    starts = list(range(0, n, chunk))
+    if workers is None:
+        workers = int(os.environ.get("RAGTUNE_RAY_ENCODE_WORKERS", 0)) or max(1, int(ray.cluster_resources().get("CPU", 2)) // 2)
+    workers = max(1, min(workers, len(starts)))
+    timeout = timeout if timeout is not None else float(os.environ.get("RAGTUNE_RAY_TIMEOUT", 600))
+    state = None
+    if ship_weights:
+        state = ray.put({k: v.detach().cpu() for k, v in encoder.model.state_dict().items()})
+    remote = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(EncodeWorker)
+    pool = [remote.remote(encoder.to_dict(), state, threads_per_worker) for _ in range(workers)]
+    try:
+        pending: dict[Any, int] = {}
+        next_chunk = 0
+        # two chunks in flight per worker: one running, one queued behind it
+        while next_chunk < len(starts) or pending:
+            while next_chunk < len(starts) and len(pending) < 2 * workers:
+                s = starts[next_chunk]
+                rows = order[s:s + chunk]
+                pending[pool[next_chunk % workers].encode.remote([texts[i] for i in rows])] = s
+                next_chunk += 1
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=timeout)
+            if not done:
+                raise RagtuneError(f"dense encoding on Ray: no chunk finished within {timeout:g} s; see `ray status`")
+            ref = done[0]
+            s = pending.pop(ref)
+            try:
+                out[order[s:s + chunk]] = ray.get(ref, timeout=timeout)
+            except (GetTimeoutError, RayError) as e:
+                reason = " ".join(str(e).split())[:300]
+                raise RagtuneError(f"dense encoding on Ray failed at passages {s}..{s + chunk} ({reason})") from None
+    finally:
+        for a in pool:
+            ray.kill(a)
+    return out
+
+
+def add_encoded(retriever: Any, passages: Sequence[Any], address: str) -> None:
+    """``DenseRetriever.add(passages)`` with the encoding done on a Ray pool."""
+    if not passages:
+        return
+    if any(p.id < 0 for p in passages):
+        raise ValueError("passages must carry passage-store ids (id >= 0) before they are indexed")
+    vecs = encode_passages(retriever.encoder, [p.indexed_text for p in passages], address)
+    retriever.add_vectors(np.array([p.id for p in passages], dtype=np.int64), vecs)

@@ -1,0 +1,83 @@
+"""A sharded index answers exactly as the single index: same ids, same scores (bm25, tfidf, dense)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ragtune.distributed.shards import ShardedRetriever, merge_topk, shard_path
+from ragtune.retrieval.base import EMPTY_ID
+from ragtune.retrieval.index import Index
+
+
+def test_merge_topk_by_hand():
+    a = (np.array([[5, 3, -1], [7, 1, 2]]), np.array([[0.9, 0.5, -np.inf], [0.4, 0.4, 0.1]], np.float32))
+    b = (np.array([[4, 8], [6, -1]]), np.array([[0.9, 0.7], [0.4, -np.inf]], np.float32))
+    ids, scores = merge_topk([a, b], 4)
+    # ties (0.9: ids 4 and 5; 0.4: ids 1, 6, 7) break by the smaller id; empty slots last
+    assert ids.tolist() == [[4, 5, 8, 3], [1, 6, 7, 2]]
+    np.testing.assert_allclose(scores, [[0.9, 0.9, 0.7, 0.5], [0.4, 0.4, 0.4, 0.1]], rtol=1e-6)
+    ids, scores = merge_topk([a, b], 6)
+    assert ids[0].tolist() == [4, 5, 8, 3, EMPTY_ID, EMPTY_ID] and np.isneginf(scores[0, 4:]).all()
+
+
+def test_sharded_layout_and_manifest(indexes):
+    manifest = json.loads((indexes[2] / "manifest.json").read_text())
+    assert manifest["shards"]["count"] == 2 and sum(manifest["shards"]["passages"]) == manifest["counts"]["passages"]
+    for kind in ("bm25", "tfidf", "dense"):
+        assert not (indexes[2] / kind).exists()
+        assert (shard_path(indexes[2], 0) / kind).is_dir() and (shard_path(indexes[2], 1) / kind).is_dir()
+    assert "shards" not in json.loads((indexes[1] / "manifest.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["bm25", "tfidf", "dense"])
+@pytest.mark.parametrize("n", [2, 3])
+def test_sharded_hits_equal_single(indexes, queries, kind, n):
+    with Index.open(indexes[1]) as single, Index.open(indexes[n]) as sharded:
+        r = sharded.retriever(kind)
+        assert isinstance(r, ShardedRetriever) and len(r.parts) == n
+        for k in (1, 5, 10, 1000):
+            want, got = single.retriever(kind).search(queries, k), r.search(queries, k)
+            assert got.ids.shape == want.ids.shape
+            assert (want.ids != EMPTY_ID).sum() >= min(k, 5) * (len(queries) - 1)  # not vacuous: real hits
+            np.testing.assert_array_equal(got.ids, want.ids)
+            np.testing.assert_array_equal(got.scores, want.scores)
+
+
+def test_sharded_dense_vectors_equal_single(indexes, queries):
+    with Index.open(indexes[1]) as single, Index.open(indexes[3]) as sharded:
+        want = single.retriever("dense").search(queries, 7, return_vectors=True)
+        got = sharded.retriever("dense").search(queries, 7, return_vectors=True)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.vectors, want.vectors)
+        assert np.abs(got.vectors).sum() > 0
+
+
+def test_hybrid_over_shards_equals_single(indexes, queries):
+    with Index.open(indexes[1]) as single, Index.open(indexes[2]) as sharded:
+        want, got = single.retriever("hybrid").search(queries, 10), sharded.retriever("hybrid").search(queries, 10)
+        np.testing.assert_array_equal(got.ids, want.ids)
+
+
+def test_incremental_update_keeps_shards_exact(tmp_path, beir_dir, config, queries):
+    """Adding documents to a sharded index (dense vectors gathered from the shards, sparse rebuilt) still equals a
+    single index of the same passages; --shards 1 turns it back into the single format."""
+    from ragtune.retrieval.update import update
+
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "a.txt").write_text("apple river stone apple tower tower music", encoding="utf-8")
+    one, two = tmp_path / "one", tmp_path / "two"
+    for d, n in ((one, None), (two, 2)):
+        update(d, beir=[beir_dir], retrievers=["bm25", "dense"], config=config, shards=n)
+        update(d, [extra], beir=[beir_dir], retrievers=["bm25", "dense"], config=config)
+    with Index.open(one) as a, Index.open(two) as b:
+        assert b.manifest["shards"]["count"] == 2
+        for kind in ("bm25", "dense"):
+            a.retriever(kind).optimize() if kind == "bm25" else None
+            np.testing.assert_array_equal(b.retriever(kind).search(queries, 10).ids, a.retriever(kind).search(queries, 10).ids)
+    update(two, [extra], beir=[beir_dir], config=config, shards=1)
+    assert (two / "bm25").is_dir() and not (two / "shards").exists()
+    with Index.open(two) as b, Index.open(one) as a:
+        np.testing.assert_array_equal(b.retriever("dense").search(queries, 10).ids, a.retriever("dense").search(queries, 10).ids)
