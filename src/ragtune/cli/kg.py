@@ -11,11 +11,12 @@ from ragtune.cli.app import convert_app, eval_app
 from ragtune.cli.common import console, err_console, print_json, progress_bar
 
 
-def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False) -> None:
+def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False,
+                  config=None) -> None:
     """What `ragtune index --triples` runs: the graph update, then a summary and every malformed line."""
     from ragtune.kg.ingest import update_triples
 
-    report = update_triples(index, triples, sep=sep, rebuild=rebuild)
+    report = update_triples(index, triples, sep=sep, rebuild=rebuild, config=config)
     for p in report.problems[:20]:
         err_console.print(f"  skipped {p}", soft_wrap=True, markup=False, highlight=False)
     if len(report.problems) > 20:

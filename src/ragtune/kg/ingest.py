@@ -12,7 +12,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ragtune.atomic import write_json
 from ragtune.errors import RagtuneError
@@ -50,18 +50,21 @@ def _files(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
 
 
 def update_triples(index_dir: str | Path, paths: Sequence[str | Path], *, sep: str | None = None,
-                   rebuild: bool = False) -> TriplesReport:
+                   rebuild: bool = False, config: Any = None, search: dict | None = None) -> TriplesReport:
     """Bring the graph of ``index_dir`` in line with the triples files (and folders) in ``paths``; creates the
-    index (with an empty passage store) when there is none."""
+    index (with an empty passage store) when there is none. ``config`` (a ``Config``; its ``dense`` section names
+    the path scorer's encoder) is recorded for a new index; ``search`` (``kg.paths.SearchSettings`` fields: hops,
+    beam, weights) is recorded with the graph and used by every later search."""
     from ragtune.retrieval.update import remove_stale_staging, writer_lock
 
     index_dir = Path(index_dir)
     with writer_lock(index_dir):
         remove_stale_staging(index_dir)
-        return _update_locked(index_dir, paths, sep, rebuild)
+        return _update_locked(index_dir, paths, sep, rebuild, config, search)
 
 
-def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None, rebuild: bool) -> TriplesReport:
+def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None, rebuild: bool, config: Any,
+                   search: dict | None) -> TriplesReport:
     from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
     from ragtune.retrieval import index as ix
     from ragtune.atomic import recover_dir, replace_dir
@@ -126,8 +129,8 @@ def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None
             "retrievers": manifest.get("retrievers", {}),
             "counts": {**manifest.get("counts", {"passages": n_passages, "sources": 0})},
             "checksums": checksums,  # Index.open verifies each
-            "config": manifest.get("config") or _default_config(),
-            "graph": info,
+            "config": manifest.get("config") or (config.model_dump() if config is not None else _default_config()),
+            "graph": {**info, "search": _search(manifest, search)},
         })
         replace_dir(staging, index_dir)
     except BaseException:
@@ -136,6 +139,18 @@ def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None
     report.triples_total, report.entities, report.relations = len(graph), graph.n_entities, len(graph.relations)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _search(manifest: dict, search: dict | None) -> dict:
+    from dataclasses import fields
+
+    from ragtune.kg.paths import SearchSettings
+
+    known = {f.name for f in fields(SearchSettings)}
+    bad = sorted(set(search or {}) - known)
+    if bad:
+        raise RagtuneError(f"unknown path search setting(s) {', '.join(bad)}: choose from {', '.join(sorted(known))}")
+    return {**manifest.get("graph", {}).get("search", {}), **(search or {})}
 
 
 def _default_config() -> dict:
