@@ -11,6 +11,7 @@ import time
 from typing import Any, AsyncIterator
 
 from fastapi import HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 
 from ragtune.config import ServerConfig
 from ragtune.server.batching import Job, MicroBatcher, QueueFull
@@ -41,8 +42,8 @@ class Answers:
             self.metrics.prompt_tokens.inc(j.prompt_tokens)
         return outs
 
-    def submit(self, question: str, history: list[tuple[str, str]], options: dict[str, Any]) -> Job:
-        self.holder.refresh()
+    async def submit(self, question: str, history: list[tuple[str, str]], options: dict[str, Any]) -> Job:
+        await run_in_threadpool(self.holder.refresh)  # a reopened index may be verified: not on the event loop
         job = Job(question, tuple(history), {k: v for k, v in options.items() if v is not None},
                   deadline=time.monotonic() + self.cfg.timeout_s)
         try:

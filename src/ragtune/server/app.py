@@ -111,7 +111,7 @@ def create_app(index_dir: str | Path, *, rag_factory: Callable[..., Any] | None 
                    **sampling(req.temperature, req.top_p)}
         if req.decoding:
             options["decoding"] = req.decoding
-        job = answers.submit(req.question, list(req.history), options)
+        job = await answers.submit(req.question, list(req.history), options)
         if not req.stream:
             return (await answers.result(job, request)).to_dict()
         first = await answers.first(job, request)

@@ -69,7 +69,7 @@ def add_openai_routes(app: FastAPI, answers: Answers, cfg: ServerConfig) -> None
         stop = [req.stop] if isinstance(req.stop, str) else req.stop
         options = {"mode": req.mode, "k": req.k, "retriever": req.retriever, "max_new_tokens": max_tokens, "stop": stop,
                    **sampling(req.temperature, req.top_p)}
-        job = answers.submit(question, history, options)
+        job = await answers.submit(question, history, options)
         rid = request.scope.get("state", {}).get("request_id", str(job.id))
         base = {"id": f"chatcmpl-{rid}", "created": int(time.time()), "model": req.model or model_name()}
         limit = max_tokens or getattr(getattr(holder.generator, "defaults", None), "max_new_tokens", None)
