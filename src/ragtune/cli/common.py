@@ -35,3 +35,14 @@ def progress_bar(quiet: bool = False) -> Iterator:
 
     with bar:
         yield update
+
+
+RAY_HELP = "A Ray cluster address, or `local` to start one here: search the index's shards on Ray actors."
+
+
+def start_ray(address: str | None) -> None:
+    """``--ray``: connect (or start a local Ray) now, so a missing Ray or an unreachable address is one line."""
+    if address:
+        from ragtune.distributed import use_ray
+
+        use_ray(address)

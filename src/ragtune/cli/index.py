@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import console, err_console, progress_bar
+from ragtune.cli.common import console, err_console, progress_bar, start_ray
 from ragtune.config import Config
 from ragtune.errors import Interrupted
 
@@ -25,12 +25,15 @@ def index_cmd(
     rebuild: bool = typer.Option(False, "--rebuild", help="Start from scratch instead of updating."),
     optimize: bool = typer.Option(False, "--optimize", help="Merge segments and drop deleted passages."),
     wait: Optional[bool] = typer.Option(None, "--wait/--no-wait", help="If another process is updating this index: wait for it (default) or fail at once."),
+    shards: Optional[int] = typer.Option(None, "--shards", min=1, help="Split the passages into N shards (ragtune.distributed); default: keep the index's count (1)."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="A Ray address or `local`: encode dense passages on Ray actors."),
     config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Index documents for retrieval; re-running on a changed folder adds, replaces and removes files."""
     from ragtune.retrieval.update import update
 
+    start_ray(ray)
     cfg = Config.load(config).updated(
         corpus={"chunk_words": chunk_words, "chunk_overlap": chunk_overlap},
         dense={"encoder": encoder, "device": device},
@@ -39,7 +42,8 @@ def index_cmd(
     try:
         with progress_bar(quiet) as progress:
             report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
-                            optimize=optimize, progress=progress, on_wait=lambda msg: err_console.print(msg, soft_wrap=True))
+                            optimize=optimize, progress=progress, on_wait=lambda msg: err_console.print(msg, soft_wrap=True),
+                            shards=shards, ray=ray)
     except KeyboardInterrupt:
         # the update runs on a staging copy that is discarded, so nothing the index held is lost
         raise Interrupted(f"the index at {index} is as it was before this run; run the command again to update it") from None

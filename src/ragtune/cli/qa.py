@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import console, err_console, print_json, progress_bar
+from ragtune.cli.common import RAY_HELP, console, err_console, print_json, progress_bar, start_ray
 
 MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
@@ -69,8 +69,10 @@ def ask_cmd(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),
     device: str = typer.Option("cpu", "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print {answer, logprob, mode, citations: [{id, title, text, prior, posterior}]}."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Answer a question from an index, streaming the answer, then list the cited passages."""
+    start_ray(ray)
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device)
     opts = _decoding(decoding, max_new_tokens)

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import console, print_json, progress_bar
+from ragtune.cli.common import RAY_HELP, console, print_json, progress_bar, start_ray
 
 
 def _with_trained(idx, kind: Optional[str], trained: Optional[Path], device: Optional[str]) -> str:
@@ -34,11 +34,13 @@ def search_cmd(
     trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output: search with its trained query encoder (and re-encoded passages)."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print {query, hits: [{id, score, title, text}]}."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Search an index and show the top-k passages."""
     from ragtune.config import RerankConfig
     from ragtune.retrieval.index import Index
 
+    start_ray(ray)
     rerank_cfg = RerankConfig(model=rerank, top_n=rerank_top_n, device=device or "cpu") if rerank else None
     with Index.open(index) as idx:
         retriever = _with_trained(idx, retriever, trained, device)
@@ -65,12 +67,14 @@ def eval_retrieval_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="Where the per-query JSONL and markdown report go (default: ragtune-eval/<name>)."),
     device: Optional[str] = typer.Option(None, "--device"),
     as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 on a BEIR dataset."""
     from ragtune.corpus.beir import load_beir
     from ragtune.evaluation.retrieval import evaluate_retrieval
     from ragtune.retrieval.index import Index
 
+    start_ray(ray)
     _, queries, qrels = load_beir(dataset, split=split)
     with Index.open(index) as idx:
         kind = _with_trained(idx, retriever, trained, device)

@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from ragtune.cli.app import app
+from ragtune.cli.common import RAY_HELP, start_ray
 from ragtune.errors import RagtuneError
 
 
@@ -42,6 +43,7 @@ def serve_cmd(
     queue_size: Optional[int] = typer.Option(None, "--queue-size", min=1, help="Answer requests queued before 429."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds per answer request."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml whose [server] section wins over the index's."),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Serve /v1/chat/completions (OpenAI-compatible), /api/search, /api/ask, /metrics and a web page (ragtune\\[server])."""
     try:
@@ -53,6 +55,8 @@ def serve_cmd(
     from ragtune.config import Config
     from ragtune.retrieval.index import Index
     from ragtune.server.app import create_app
+
+    start_ray(ray)
 
     base = Config.load(config) if config is not None else Index.open(index).config
     cfg = base.server.model_copy(update={k: v for k, v in {

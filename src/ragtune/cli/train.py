@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import app, convert_app
-from ragtune.cli.common import console
+from ragtune.cli.common import RAY_HELP, console, start_ray
 from ragtune.config import Config
 
 
@@ -32,11 +32,13 @@ def train_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/checkpoint."),
     strict: bool = typer.Option(False, "--strict", help="Fail on the first bad row instead of skipping it."),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Fine-tune end to end (or the retriever alone); writes the best model, metrics.jsonl and a resumable
     checkpoint into OUT."""
     from ragtune.training.run import fine_tune, training_overrides
 
+    start_ray(ray)  # every rank connects; shard actors are shared by name, so the index is loaded once
     cfg = Config.load(config)
     cfg = cfg.updated(training=training_overrides(mode=mode, lora=lora, freeze=freeze, max_steps=max_steps,
                                                   objective=objective, hard_negatives=hard_negatives))
