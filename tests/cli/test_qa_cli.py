@@ -33,11 +33,11 @@ def injected(model_dir, monkeypatch) -> dict:
 
 
 def check_answer_json(data: dict, mode: str, k: int) -> None:
-    assert set(data) == {"answer", "logprob", "mode", "citations"}
+    assert set(data) == {"question", "answer", "logprob", "mode", "citations"}  # RagOutput.to_dict, as the server
     assert isinstance(data["answer"], str) and isinstance(data["logprob"], float) and data["mode"] == mode
     assert 1 <= len(data["citations"]) <= k
     for c in data["citations"]:
-        assert set(c) == {"id", "title", "text", "prior", "posterior"}
+        assert set(c) == {"id", "doc_id", "title", "text", "prior", "posterior"}
     assert sum(c["posterior"] for c in data["citations"]) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -26,8 +26,8 @@ class ScriptedRAG:
 
     def ask_batch(self, questions, **opts):
         self.calls.append((list(questions), opts))
-        self.last_timing = {"retrieval": 0.5 * len(questions), "generation": 1.5 * len(questions)}
-        return [RagOutput(q, self.table[q][0], -1.0, opts["mode"], self.table[q][1]) for q in questions]
+        return [RagOutput(q, self.table[q][0], -1.0, opts["mode"], self.table[q][1], {"retrieval": 0.5, "generation": 1.5})
+                for q in questions]
 
 
 def cite(pid: int, doc: str, text: str) -> Citation:

@@ -41,17 +41,16 @@ def citations_table(out: Any) -> Table:
     return table
 
 
-def answer_json(out: Any) -> dict[str, Any]:
-    return {"answer": out.answer, "logprob": out.logprob, "mode": out.mode,
-            "citations": [{"id": c.id, "title": c.title, "text": c.text, "prior": c.prior, "posterior": c.posterior} for c in out.citations]}
-
-
-def _stream(rag: Any, question: str, history: list[tuple[str, str]], opts: dict[str, Any]) -> Any:
+def _stream(rag: Any, question: str, history: list[tuple[str, str]], opts: dict[str, Any], show: bool = True) -> Any:
+    """The one answer path of ask and chat: ``RAG.stream`` (the same decoding as ``RAG.ask``), its text shown
+    as it arrives unless ``show`` is off; returns the ``RagOutput``."""
     stream = rag.stream(question, history, **opts)
     for chunk in stream:
-        sys.stdout.write(chunk)
-        sys.stdout.flush()
-    sys.stdout.write("\n")
+        if show:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+    if show:
+        sys.stdout.write("\n")
     return stream.output
 
 
@@ -68,7 +67,7 @@ def ask_cmd(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),
     device: str = typer.Option("cpu", "--device"),
-    as_json: bool = typer.Option(False, "--json", help="Print {answer, logprob, mode, citations: [{id, title, text, prior, posterior}]}."),
+    as_json: bool = typer.Option(False, "--json", help="Print the answer as the server returns it: {question, answer, logprob, mode, citations: [{id, doc_id, title, text, prior, posterior}]}."),
     ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Answer a question from an index, streaming the answer, then list the cited passages."""
@@ -76,10 +75,10 @@ def ask_cmd(
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device)
     opts = _decoding(decoding, max_new_tokens)
+    out = _stream(rag, question, [], opts, show=not as_json)
     if as_json:
-        print_json(answer_json(rag.ask(question, **opts)))
+        print_json(out.to_dict())
         return
-    out = _stream(rag, question, [], opts)
     if out is not None and out.citations:
         console.print(citations_table(out))
 

@@ -96,9 +96,9 @@ def evaluate_qa(
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
         outs = rag.ask_batch([e.question for e in batch], mode=mode, k=k, **overrides)
-        t_ret += rag.last_timing.get("retrieval", 0.0)
-        t_gen += rag.last_timing.get("generation", 0.0)
         for e, o in zip(batch, outs):
+            t_ret += o.timing.get("retrieval", 0.0)
+            t_gen += o.timing.get("generation", 0.0)
             e_em, e_f1 = exact_match(o.answer, e.answers), f1_score(o.answer, e.answers)
             em += e_em
             f1 += e_f1

@@ -1,7 +1,7 @@
 """``Generator``: one face over causal and seq2seq transformers for generating and scoring answers.
 
-It wraps, and does not fork, ``transformers``: decoding is ``model.generate``; streaming is
-``TextIteratorStreamer``; scoring is one forward pass. The model loads on first use, so building a Generator
+It wraps, and does not fork, ``transformers``: decoding is ``model.generate``; streaming is a streamer on that
+same call (``generation.streaming``); scoring is one forward pass. The model loads on first use, so building a Generator
 (e.g. for ``--help`` or a config check) costs nothing.
 """
 from __future__ import annotations
@@ -281,50 +281,11 @@ class Generator(LazyModel):
         return Generation(text.strip(), ids, float(sum(s for s in steps if s > float("-inf"))))
 
     def stream(self, prompt: str, **overrides: Any) -> Iterator[str]:
-        """Yield the answer's text as it is generated (greedy/sampling; beam search yields once at the end)."""
-        from threading import Thread
+        """Yield the answer's text as it is generated (greedy/sampling; beam search yields once at the end): the
+        same decoding as ``generate``, heard through a ``generation.streaming`` sink."""
+        from ragtune.generation.streaming import Streamed, answer_pieces
 
-        import torch
-        from transformers import TextIteratorStreamer
-
-        o = self.options(overrides)
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        enc = self._batch([prompt])
-        kw = self._generate_kwargs(o) | {"num_return_sequences": 1}
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                with torch.inference_mode():
-                    self.model.generate(**enc, **kw, streamer=streamer)
-            except BaseException as e:  # surfaced in the caller's thread below
-                errors.append(e)
-                streamer.end()
-
-        thread = Thread(target=run, daemon=True)
-        thread.start()
-        hold = max((len(s) for s in o.stop), default=1) - 1  # never show the first characters of a stop string
-        text, shown = "", 0
-        for chunk in streamer:
-            text += chunk
-            cut = stop_index(text, o.stop)
-            end = cut if cut is not None else max(len(text) - hold, shown)
-            piece = text[shown:end]
-            if shown == 0:
-                piece = piece.lstrip()
-                if not piece:
-                    continue
-            if piece:
-                yield piece
-            shown = end
-            if cut is not None:
-                break
-        thread.join()
-        if errors:
-            raise errors[0]
-        if stop_index(text, o.stop) is None and shown < len(text.rstrip()):
-            rest = text[shown:].rstrip()
-            yield rest.lstrip() if shown == 0 else rest
+        return answer_pieces(Streamed(lambda sink: self.generate([prompt], sink=sink, **overrides)[0]), lambda g: g.text)
 
     # ---- scoring -------------------------------------------------------------------------------------------
 

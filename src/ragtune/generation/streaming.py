@@ -7,7 +7,9 @@ that ``transformers``' ``generate`` takes.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence
+from queue import Queue
+from threading import Thread
+from typing import Any, Callable, Generic, Iterator, Protocol, Sequence, TypeVar
 
 from ragtune.generation.options import stop_index
 
@@ -91,3 +93,66 @@ def watch_kwargs(tokenizer: Any, sink: TokenSink, attention_mask: Any, eos: Sequ
 
     streamer = Streamer(tokenizer, sink, eos, stop, attention_mask.sum(-1).tolist())
     return {"streamer": streamer, "stopping_criteria": StoppingCriteriaList([Stop()])}
+
+
+R = TypeVar("R")
+
+
+class Streamed(Generic[R]):
+    """One call that decodes through a sink, as an iterator: ``call(sink)`` runs in a thread, iterating yields the
+    text pieces its first row hears (the pieces concatenate to the answer before stripping; nothing for a call
+    that does not stream, e.g. beam search), and afterwards ``result`` holds what the call returned. An exception
+    in the call is raised in the iterating thread."""
+
+    def __init__(self, call: Callable[[TokenSink], R]):
+        self._call = call
+        self.result: R | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        pieces: Queue = Queue()
+        box: dict[str, Any] = {}
+
+        class Sink:
+            def put(self, row: int, text: str) -> None:
+                if row == 0:
+                    pieces.put(text)
+
+            def stopped(self, row: int) -> bool:
+                return False
+
+            def usage(self, row: int, prompt_tokens: int, completion_tokens: int) -> None:
+                pass
+
+        def run() -> None:
+            try:
+                box["result"] = self._call(Sink())
+            except BaseException as e:  # surfaced in the caller's thread below
+                box["error"] = e
+            finally:
+                pieces.put(None)
+
+        thread = Thread(target=run, daemon=True)
+        thread.start()
+        while (piece := pieces.get()) is not None:
+            yield piece
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        self.result = box["result"]
+
+
+def answer_pieces(streamed: "Streamed[Any]", answer: Callable[[Any], str]) -> Iterator[str]:
+    """The pieces of ``streamed`` as a reader sees them: leading whitespace dropped; when nothing streamed, the
+    whole ``answer(result)`` once at the end."""
+    shown = False
+    for piece in streamed:
+        if not shown:
+            piece = piece.lstrip()
+            if not piece:
+                continue
+        shown = True
+        yield piece
+    if not shown:
+        text = answer(streamed.result)
+        if text:
+            yield text

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -45,18 +45,19 @@ def require_questions(questions: Sequence[str]) -> None:
 
 
 class AnswerStream:
-    """Iterate for the answer's text chunks; after the last one, ``output`` holds the full ``RagOutput``."""
+    """Iterate for the answer's text chunks; after the last one, ``output`` holds the full ``RagOutput`` (the same
+    one ``ask`` returns: streaming only lets the caller see the text sooner)."""
 
-    def __init__(self, chunks: Iterator[str], finish: Callable[[str], RagOutput]):
-        self._chunks, self._finish = chunks, finish
-        self.text = ""
+    def __init__(self, streamed: Any):
+        from ragtune.generation.streaming import answer_pieces
+
+        self._streamed = streamed
+        self._chunks = answer_pieces(streamed, lambda out: out.answer)
         self.output: RagOutput | None = None
 
     def __iter__(self) -> Iterator[str]:
-        for c in self._chunks:
-            self.text += c
-            yield c
-        self.output = self._finish(self.text.strip())
+        yield from self._chunks
+        self.output = self._streamed.result
 
 
 class RAG:
@@ -85,7 +86,6 @@ class RAG:
         self.doc_temperature = doc_temperature
         self.thorough = thorough
         self.retriever_kind = getattr(retriever, "kind", None)
-        self.last_timing: dict[str, float] = {"retrieval": 0.0, "generation": 0.0}
 
     # ---- construction --------------------------------------------------------------------------------------
 
@@ -293,9 +293,9 @@ class RAG:
         if mode != "path":
             posts = self._posteriors(single, answers, doc_logp, seq_logp)
         t2 = time.perf_counter()
-        self.last_timing = {"retrieval": t1 - t0, "generation": t2 - t1}
+        timing = {"retrieval": (t1 - t0) / len(questions), "generation": (t2 - t1) / len(questions)}  # each one's share
         prior = doc_logp.exp().cpu()
-        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]))
+        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing))
                 for b, (q, a, lp, r) in enumerate(zip(questions, answers, logprobs, rows))]
 
     def _posteriors(self, single: list[list[str]], answers: list[str], doc_logp: Any, seq_logp: list[Any]) -> Any:
@@ -322,35 +322,13 @@ class RAG:
         return passage_posterior(doc_logp.float().cpu(), seq)
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), **overrides: Any) -> AnswerStream:
-        """Stream the answer's text (token by token in concat mode; other modes decode first, then yield it)."""
+        """``ask`` with the answer's text streamed as it is decoded (concat mode with greedy or sampling decoding;
+        otherwise the whole answer once it is decoded)."""
+        from ragtune.generation.streaming import Streamed
+
         require_questions([question])
-        mode, k, _, gen_opts = self._split(overrides)
-        if mode != "concat":
-            box: dict[str, RagOutput] = {}
-
-            def whole() -> Iterator[str]:
-                box["out"] = self._answer([question], [tuple(history)], overrides)[0]
-                yield box["out"].answer
-
-            return AnswerStream(whole(), lambda _text: box["out"])
-        t0 = time.perf_counter()
-        hits = self.retrieve([self.chat_query(question, history)], k)
-        rows = hits.passages(self.store)
-        t1 = time.perf_counter()
-        prompt = self._concat_prompt(question, rows[0], history)
-
-        def finish(text: str) -> RagOutput:
-            import torch
-
-            doc_logp = self.doc_log_prior(hits, passages=rows).detach()
-            with torch.inference_mode():
-                lp, mask = self.generator.token_logprobs([prompt], [text])
-            posts = self._posteriors([self._single_prompts(question, rows[0], history)], [text], doc_logp, [None])
-            self.last_timing = {"retrieval": t1 - t0, "generation": time.perf_counter() - t1}
-            return RagOutput(question, text, float((lp * mask).sum()), mode, _citations(rows[0], doc_logp.exp().cpu()[0], posts[0]))
-
-        return AnswerStream(self.generator.stream(prompt, **gen_opts), finish)
-
+        self._split(overrides)  # a bad mode or option fails here, not in the decoding thread
+        return AnswerStream(Streamed(lambda sink: self._answer([question], [tuple(history)], overrides, sink)[0]))
 
 def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
     return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]

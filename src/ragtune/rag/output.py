@@ -28,6 +28,9 @@ class RagOutput:
     logprob: float  # log P(answer | question) under ``mode``
     mode: str
     citations: list[Citation] = field(default_factory=list)
+    # seconds of this answer's share of its batch, {"retrieval", "generation"}: a measurement, not part of the
+    # answer (not in to_dict, not compared)
+    timing: dict[str, float] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"question": self.question, "answer": self.answer, "logprob": self.logprob, "mode": self.mode,
