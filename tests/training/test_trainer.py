@@ -236,3 +236,16 @@ def test_saved_index_does_not_lag_the_doc_encoder(small_world, tmp_path):
     fresh = tr.doc_encoder.encode_passages(texts)
     assert not np.allclose(rag.retriever.passage_vectors(ids), fresh, atol=1e-4)
     np.testing.assert_allclose(RAG.from_pretrained(tmp_path / "lag").retriever.passage_vectors(ids), fresh, atol=1e-5)
+
+
+def test_building_a_trainer_reads_no_environment_and_seeds_nothing(small_world, tmp_path, monkeypatch):
+    w = small_world
+    rag = make_rag(w)
+    rag.generator.model, rag.retriever.encoder.model  # noqa: B018 - load first: loading is not the Trainer's doing
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun: still one process unless the caller says otherwise
+    torch.manual_seed(123)
+    np.random.seed(123)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    tr = Trainer(rag, w["train"], None, _cfg(), tmp_path, progress=False)
+    assert tr.info.world_size == 1 and tr.info.is_main
+    assert torch.equal(torch.get_rng_state(), torch_state) and (np.random.get_state()[1] == np_state).all()
