@@ -81,3 +81,22 @@ def test_incremental_update_keeps_shards_exact(tmp_path, beir_dir, config, queri
     assert (two / "bm25").is_dir() and not (two / "shards").exists()
     with Index.open(two) as b, Index.open(one) as a:
         np.testing.assert_array_equal(b.retriever("dense").search(queries, 10).ids, a.retriever("dense").search(queries, 10).ids)
+
+
+def test_ties_at_the_kth_score_go_to_smaller_ids():
+    """Identical passages tie; the single index and the shards both keep the smallest ids at the cut (argpartition
+    alone would keep any of them, so a batch and a single query could disagree)."""
+    from ragtune.corpus.types import Passage
+    from ragtune.distributed.shards import split_retriever
+    from ragtune.retrieval.sparse import BM25Retriever
+
+    r = BM25Retriever()
+    r.add([Passage(id=i, doc_id=str(i), text="same words here" if i % 2 else "other text entirely") for i in range(40)])
+    r.optimize()
+    parts = split_retriever(r, 3)
+    sharded = ShardedRetriever("bm25", parts, [p.segments[0].n_docs for p in parts])
+    for k in (1, 3, 5, 19):
+        want = list(range(1, 2 * k, 2))[:k]
+        assert r.search(["same words"], k).ids[0].tolist() == want
+        assert r.search(["same words", "same words", "same", "words here", "same words"], k).ids[0].tolist() == want
+        assert sharded.search(["same words"], k).ids[0].tolist() == want

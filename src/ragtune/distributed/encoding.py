@@ -73,8 +73,7 @@ def encode_passages(encoder: Any, texts: Sequence[str], address: str, *, workers
     state = None
     if ship_weights:
         state = ray.put({k: v.detach().cpu() for k, v in encoder.model.state_dict().items()})
-    remote = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(EncodeWorker)
-    pool = [remote.remote(encoder.to_dict(), state, threads_per_worker) for _ in range(workers)]
+    pool = _pool(ray, encoder.to_dict(), state, workers, threads_per_worker)
     try:
         pending: dict[Any, int] = {}
         next_chunk = 0
@@ -96,9 +95,39 @@ def encode_passages(encoder: Any, texts: Sequence[str], address: str, *, workers
                 reason = " ".join(str(e).split())[:300]
                 raise RagtuneError(f"dense encoding on Ray failed at passages {s}..{s + chunk} ({reason})") from None
     finally:
+        if state is not None:  # weights of the moment: this pool serves no later call
+            for a in pool:
+                ray.kill(a)
+    return out
+
+
+_POOLS: dict[str, list[Any]] = {}
+
+
+def _pool(ray: Any, spec: dict, state: Any, workers: int, threads: int | None) -> list[Any]:
+    """``workers`` encoder actors; those of a named encoder are kept for the next call (an index update encodes
+    in batches of 50,000 passages), and die with this process."""
+    import json
+
+    remote = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(EncodeWorker)
+    if state is not None:
+        shutdown_pools()
+        return [remote.remote(spec, state, threads) for _ in range(workers)]
+    key = json.dumps([spec, workers, threads], sort_keys=True)
+    if key not in _POOLS:
+        shutdown_pools()  # one kept pool at a time: an older one would hold the CPUs this one needs
+        _POOLS[key] = [remote.remote(spec, None, threads) for _ in range(workers)]
+    return _POOLS[key]
+
+
+def shutdown_pools() -> None:
+    """Stop the kept encoder actors (their CPUs go back to the cluster)."""
+    import ray
+
+    for pool in _POOLS.values():
         for a in pool:
             ray.kill(a)
-    return out
+    _POOLS.clear()
 
 
 def add_encoded(retriever: Any, passages: Sequence[Any], address: str) -> None:

@@ -96,6 +96,12 @@ class ShardServer:
     def ready(self) -> int:
         return os.getpid()
 
+    def peak_rss_mb(self) -> float:
+        """This actor process' peak resident memory (MB), for the scaling measurements."""
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         h = self.retriever.search(queries, k)
         return h.ids, h.scores
@@ -132,6 +138,16 @@ class ShardServer:
         if self._pending is not None:
             self.retriever.index, self._pending = self._pending, None
 
+    def set_vectors(self, ids: np.ndarray, vecs: np.ndarray) -> None:
+        """Replace this shard's vectors (a checkpoint's live index, on resume)."""
+        from ragtune.retrieval.dense.vector_index import VectorIndex
+
+        old = self.retriever.index
+        fresh = VectorIndex(old.dim, old.kind, ef_search=old.ef_search, ef_construction=old.ef_construction, nprobe=old.nprobe)
+        if len(ids):
+            fresh.add(ids, vecs)
+        self.retriever.index = fresh
+
 
 def _actor_name(index_path: Path, manifest: dict, kind: str, shard: int) -> str:
     key = json.dumps([str(index_path.resolve()), manifest.get("updated"), manifest.get("created"), kind, shard])
@@ -147,6 +163,24 @@ def _query_encoder(folder: Path, device: str | None) -> Any:
     if (folder / ENCODER_DIR).is_dir():
         return Encoder.load(folder / ENCODER_DIR, device=dev)
     return Encoder.from_dict(json.loads((folder / DENSE_JSON).read_text())["encoder"], device=dev)
+
+
+def _rank() -> int:
+    try:
+        import torch.distributed as dist
+
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    except ImportError:
+        return 0
+
+
+def _barrier() -> None:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 class RayShardedRetriever(ShardedRetriever):
@@ -263,15 +297,18 @@ class RayShardedRetriever(ShardedRetriever):
         encoded."""
         import ray
 
-        enc = encoder or self.encoder
-        state = ray.put({k: v.detach().cpu() for k, v in enc.model.state_dict().items()})
-        spec = enc.to_dict()
-        live = self._live()
-        self._gather("prepare_reencode", live, lambda s: (spec, state), timeout=_timeout("RAGTUNE_RAY_LOAD_TIMEOUT", 600.0))
-        self._gather("commit", live, lambda s: ())
+        rank0 = _rank() == 0
+        if rank0:  # the actors are shared by every rank: one of them re-encodes, the others wait for it
+            enc = encoder or self.encoder
+            state = ray.put({k: v.detach().cpu() for k, v in enc.model.state_dict().items()})
+            spec = enc.to_dict()
+            live = self._live()
+            self._gather("prepare_reencode", live, lambda s: (spec, state), timeout=_timeout("RAGTUNE_RAY_LOAD_TIMEOUT", 600.0))
+            self._gather("commit", live, lambda s: ())
+        _barrier()
 
     @property
-    def index(self) -> Any:
+    def index(self) -> Any:  # noqa: D401
         """The whole vector index, gathered from the actors (for saving a checkpoint or a trained model)."""
         from ragtune.retrieval.dense.vector_index import VectorIndex
 
@@ -282,6 +319,16 @@ class RayShardedRetriever(ShardedRetriever):
         whole = VectorIndex(self.encoder.dim)
         whole.add(ids[order], vecs[order])
         return whole
+
+    @index.setter
+    def index(self, value: Any) -> None:
+        """Load a whole vector index into the shard actors, each taking its ids (``id % count``)."""
+        ids = value.ids()
+        vecs = value.reconstruct(ids)
+        which = shard_of(ids, len(self.parts))
+        if _rank() == 0:
+            self._gather("set_vectors", range(len(self.parts)), lambda s: (ids[which == s], vecs[which == s]))
+        _barrier()
 
     def encoded_index(self, passages: Sequence[Any], encoder: Any = None) -> Any:
         from ragtune.retrieval.dense import DenseRetriever

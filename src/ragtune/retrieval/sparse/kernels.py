@@ -30,9 +30,11 @@ def best_k_matched(s: np.ndarray, docs: np.ndarray, k: int, ids: np.ndarray, out
     m = len(s)
     if m > k:
         part = np.argpartition(s, m - k)[m - k:]
+        if np.count_nonzero(s >= s[part].min()) > k:  # ties at the k-th score: argpartition picks any of them
+            part = np.flatnonzero(s >= s[part].min())
         s, docs = s[part], docs[part]
     rid = ids[docs]
-    order = np.lexsort((rid, -s))
+    order = np.lexsort((rid, -s))[:k]
     out_ids[: len(order)] = rid[order]
     out_scores[: len(order)] = s[order]
 
@@ -115,15 +117,22 @@ def topk_block(scores: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray,
     matched = s > 0
     out_ids[:, :kk] = np.where(matched, rid, EMPTY_ID)
     out_scores[:, :kk] = np.where(matched, s, -np.inf)
+    if kk < d:  # rows with ties at the k-th score: argpartition picks any of them; the smaller ids must win
+        kth = s[:, kk - 1]
+        for i in np.flatnonzero((kth > 0) & ((scores >= kth[:, None]).sum(axis=1) > kk)):
+            hit = np.flatnonzero(scores[i] > 0)
+            best_k_matched(scores[i, hit], hit, kk, ids, out_ids[i], out_scores[i])
 
 
 def topk_row(row: np.ndarray, k: int, ids: np.ndarray, out_ids: np.ndarray, out_scores: np.ndarray) -> None:
     """Top-k of one full score row with 1-D calls only (the single-query latency path)."""
     d = len(row)
     part = np.argpartition(row, d - k)[d - k:] if k < d else np.arange(d)
+    if k < d and np.count_nonzero(row >= row[part].min()) > k:  # ties at the k-th score: smaller ids win
+        part = np.flatnonzero(row >= row[part].min())
     s = row[part]
     part, s = part[s > 0], s[s > 0]
-    order = np.lexsort((ids[part], -s))
+    order = np.lexsort((ids[part], -s))[:k]
     out_ids[: len(order)] = ids[part[order]]
     out_scores[: len(order)] = s[order]
 
