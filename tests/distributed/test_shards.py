@@ -100,3 +100,30 @@ def test_ties_at_the_kth_score_go_to_smaller_ids():
         assert r.search(["same words"], k).ids[0].tolist() == want
         assert r.search(["same words", "same words", "same", "words here", "same words"], k).ids[0].tolist() == want
         assert sharded.search(["same words"], k).ids[0].tolist() == want
+
+
+def test_interrupted_sharded_write_leaves_previous_index(tmp_path, beir_dir, config, queries, monkeypatch):
+    """A run killed while writing shards leaves the previous (sharded) index as it was, and no staging copy."""
+    from ragtune.distributed import shards as sharding
+    from ragtune.retrieval.update import update
+
+    idx = tmp_path / "idx"
+    update(idx, beir=[beir_dir], retrievers=["bm25"], config=config, shards=2)
+    with Index.open(idx) as i:
+        want = i.retriever("bm25").search(queries, 10)
+    real = sharding.split_retriever
+
+    def dies_midway(r, count):
+        parts = real(r, count)
+        yield parts[0]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sharding, "split_retriever", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        update(idx, beir=[beir_dir], retrievers=["bm25", "tfidf"], config=config, shards=3)
+    assert not list(tmp_path.glob(".idx.staging-*"))
+    with Index.open(idx) as i:
+        assert i.manifest["shards"]["count"] == 2 and i.kinds == ["bm25"]
+        got = i.retriever("bm25").search(queries, 10)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_array_equal(got.scores, want.scores)
