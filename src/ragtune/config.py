@@ -86,6 +86,8 @@ class GeneratorConfig(Section):
     prompt_template: str | None = None  # None: the generation package's default
     device: str = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    backend: Literal["torch", "ctranslate2"] = "torch"  # ctranslate2: fast inference (ragtune[fast]); training is torch
+    compute_type: str = "auto"  # ctranslate2: auto = int8 on CPU, float16 on CUDA; or float32, int8_float16, ...
 
 
 # The one list of RAG modes (rag.model, the CLI and the server use it); path: a knowledge-graph answer, no generator.

@@ -11,19 +11,20 @@ from rich.table import Table
 from ragtune.cli.app import app, eval_app
 from ragtune.cli.common import RAY_HELP, console, err_console, print_json, progress_bar, start_ray
 
+BACKEND_HELP = "Generator backend: torch, or ctranslate2 (fast inference: int8 on CPU; needs ragtune[fast])."
 MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
 
 def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path] = None, mode: Optional[str] = None,
              k: Optional[int] = None, retriever: Optional[str] = None, config: Optional[Path] = None,
-             device: str = "cpu") -> Any:
+             device: str = "cpu", backend: Optional[str] = None) -> Any:
     """The RAG a command runs (``--trained DIR`` and ``--model DIR`` of a training output are the same); tests
     replace this to inject one."""
     from ragtune.config import Config
     from ragtune.rag.model import RAG
 
     return RAG.open(index, model=trained or model, mode=mode, k=k, retriever=retriever,
-                    config=Config.load(config) if config is not None else None, device=device)
+                    config=Config.load(config) if config is not None else None, device=device, backend=backend)
 
 
 def _decoding(decoding: Optional[str], max_new_tokens: Optional[int]) -> dict[str, Any]:
@@ -67,13 +68,14 @@ def ask_cmd(
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),
     device: str = typer.Option("cpu", "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the answer as the server returns it: {question, answer, logprob, mode, citations: [{id, doc_id, title, text, prior, posterior}]}."),
     ray: Optional[str] = typer.Option(None, "--ray", help=RAY_HELP),
 ) -> None:
     """Answer a question from an index, streaming the answer, then list the cited passages."""
     start_ray(ray)
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
-                   config=config, device=device)
+                   config=config, device=device, backend=backend)
     opts = _decoding(decoding, max_new_tokens)
     out = _stream(rag, question, [], opts, show=not as_json)
     if as_json:
@@ -95,10 +97,11 @@ def chat_cmd(
     sources: bool = typer.Option(False, "--sources", help="List the cited passages after each answer."),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
     device: str = typer.Option("cpu", "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
 ) -> None:
     """A multi-turn conversation over an index: one question a line on stdin; "exit" or end of input ends it."""
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
-                   config=config, device=device)
+                   config=config, device=device, backend=backend)
     opts = _decoding(None, max_new_tokens)
     history: list[tuple[str, str]] = []
     interactive = sys.stdin.isatty()
@@ -136,6 +139,7 @@ def eval_qa_cmd(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write every prediction as JSONL here."),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
     device: str = typer.Option("cpu", "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (em, f1, n, ...)."),
 ) -> None:
     """Exact match and F1 (SQuAD-normalised), gold-passage hit rate and seconds per question."""
@@ -145,7 +149,7 @@ def eval_qa_cmd(
 
     examples = load_qa_dataset(dataset)[:limit]
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
-                   config=config, device=device)
+                   config=config, device=device, backend=backend)
     with progress_bar(as_json) as progress:
         report = evaluate_qa(rag, examples, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t),
                              **_decoding(None, max_new_tokens))

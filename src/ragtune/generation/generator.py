@@ -69,17 +69,32 @@ class Generator(LazyModel):
 
     @classmethod
     def from_config(cls, cfg: "GeneratorConfig", **overrides: Any) -> "Generator":
+        """The generator ``cfg`` describes, on the backend it names (``overrides`` win; a CTranslate2 export
+        given as the model runs on that backend)."""
         kw = dict(device=cfg.device, dtype=cfg.dtype, prompt_template=cfg.prompt_template, max_new_tokens=cfg.max_new_tokens,
-                  decoding=cfg.decoding, num_beams=cfg.num_beams, temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(cfg.stop))
+                  decoding=cfg.decoding, num_beams=cfg.num_beams, temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(cfg.stop),
+                  backend=cfg.backend, compute_type=cfg.compute_type)
         kw.update({k: v for k, v in overrides.items() if v is not None})
         model = kw.pop("model", None) or cfg.model
+        return backend_class(kw.pop("backend"), model).create(model, **kw)
+
+    @classmethod
+    def create(cls, model: Any, *, compute_type: str | None = None, **kw: Any) -> "Generator":
+        """``cls(model, **kw)``; backend-only settings (``compute_type``) are for the backends that have them."""
         return cls(model, **kw)
 
     # ---- loading -------------------------------------------------------------------------------------------
 
+    backend = "torch"
+
+    @property
+    def hf_config(self) -> Any:
+        """The transformers config of the model (architecture, special tokens)."""
+        return self.model.config
+
     @property
     def is_seq2seq(self) -> bool:
-        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+        return bool(getattr(self.hf_config, "is_encoder_decoder", False))
 
     def _load(self) -> None:
         import torch
@@ -144,8 +159,7 @@ class Generator(LazyModel):
         return self._pad
 
     def _chat(self) -> bool:
-        return (self.use_chat_template and not getattr(self.model.config, "is_encoder_decoder", False)
-                and getattr(self.tokenizer, "chat_template", None) is not None)
+        return self.use_chat_template and not self.is_seq2seq and getattr(self.tokenizer, "chat_template", None) is not None
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
@@ -361,12 +375,31 @@ class Generator(LazyModel):
         write_json(path / SETTINGS_FILE, settings)
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "cpu", **overrides: Any) -> "Generator":
+    def load(cls, path: str | Path, device: str = "cpu", *, backend: str | None = None, **overrides: Any) -> "Generator":
+        """A generator ``save`` wrote, on ``backend`` (default torch; a CTranslate2 export runs on that one)."""
         path = Path(path)
         if not path.is_dir():
             raise RagtuneError(f"no generator at {path}; pass a directory written by Generator.save or `ragtune train`")
         settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).exists() else {}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         model = settings.pop("base_model", None) or str(path)
-        return cls(model, device=device, **settings)
+        return backend_class(backend, model).create(model, device=device, **settings)
+
+
+BACKENDS = ("torch", "ctranslate2")
+
+
+def backend_class(backend: str | None, model: Any = None) -> type[Generator]:
+    """The generator class of ``backend``; ``None`` picks CTranslate2 for a CTranslate2 export, else torch."""
+    if backend is None:
+        from ragtune.models.ctranslate2 import is_export
+
+        backend = "ctranslate2" if isinstance(model, (str, Path)) and is_export(model) else "torch"
+    if backend == "torch":
+        return Generator
+    if backend == "ctranslate2":
+        from ragtune.generation.ct2 import CT2Generator
+
+        return CT2Generator
+    raise RagtuneError(f"unknown generator backend {backend!r}; choose one of {', '.join(BACKENDS)}")
 

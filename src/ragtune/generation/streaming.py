@@ -45,15 +45,21 @@ class _BatchStreamer:
             self.started = True
             return
         for row, tok in enumerate(value.reshape(-1).tolist()):
-            if self.done[row]:
-                continue
-            if tok in self.eos:
-                self.done[row] = True
-                continue
-            self.ids[row].append(tok)
-            self._emit(row, final=False)
-            if self.sink.stopped(row):  # decoding stops here; what follows in this row is padding
-                self.done[row] = True
+            self.put_token(row, tok)
+
+    def put_token(self, row: int, tok: int) -> bool:
+        """Row ``row`` decoded ``tok``; returns True once the row is done (eos, a stop string, or its sink said
+        stop). Backends that report rows one token at a time call this directly."""
+        if self.done[row]:
+            return True
+        if tok in self.eos:
+            self.done[row] = True
+            return True
+        self.ids[row].append(tok)
+        self._emit(row, final=False)
+        if self.sink.stopped(row):  # decoding stops here; what follows in this row is padding
+            self.done[row] = True
+        return self.done[row]
 
     def _emit(self, row: int, final: bool) -> None:
         text = self.tokenizer.decode(self.ids[row], skip_special_tokens=True)

@@ -101,6 +101,7 @@ class RAG:
         config: Any = None,
         device: str = "cpu",
         generator: Generator | None = None,
+        backend: str | None = None,
     ) -> "RAG":
         """A RAG over a ``ragtune index`` directory; ``config`` (a ``ragtune.config.Config``) defaults to the
         index's own; explicit arguments win over it (``retriever`` defaults to ``[rag] retriever``)."""
@@ -108,7 +109,7 @@ class RAG:
 
         index = Index.open(index_dir)
         cfg = config or index.config
-        gen = generator or Generator.from_config(cfg.generator, model=model, device=device)
+        gen = generator or Generator.from_config(cfg.generator, model=model, device=device, backend=backend)
         kind = retriever or cfg.rag.retriever
         if kind == "bm25" and getattr(index, "has_graph", False):
             kind = "kg"  # an index with triples: its paths (fused with its documents, if any) are the evidence
@@ -123,7 +124,7 @@ class RAG:
 
     @classmethod
     def open(cls, index_dir: str | Path, *, model: str | Path | None = None, mode: str | None = None, k: int | None = None,
-             retriever: str | None = None, config: Any = None, device: str = "cpu") -> "RAG":
+             retriever: str | None = None, config: Any = None, device: str = "cpu", backend: str | None = None) -> "RAG":
         """A RAG over ``index_dir`` whose ``model`` is either a trained directory (its generator and retriever
         parts, as ``from_pretrained``) or a generator (packaged name, path or hub id, as ``from_index``)."""
         from ragtune.rag.trained import is_trained_dir
@@ -131,19 +132,21 @@ class RAG:
         if mode is not None:
             check_mode(mode)
         if is_trained_dir(model):
-            return cls.from_pretrained(model, index_dir=index_dir, device=device, mode=mode, k=k, retriever=retriever)
+            return cls.from_pretrained(model, index_dir=index_dir, device=device, mode=mode, k=k, retriever=retriever,
+                                       backend=backend)
         return cls.from_index(index_dir, retriever=retriever, model=None if model is None else str(model), mode=mode, k=k,
-                              config=config, device=device)
+                              config=config, device=device, backend=backend)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, index_dir: str | Path | None = None, device: str = "cpu",
-                        mode: str | None = None, k: int | None = None, retriever: str | None = None) -> "RAG":
+                        mode: str | None = None, k: int | None = None, retriever: str | None = None,
+                        backend: str | None = None) -> "RAG":
         """Load a trained directory (layout in ``rag.trained``); arguments win over what it recorded."""
         from ragtune.rag.trained import GENERATOR_DIR, apply_trained_retriever, index_of, read_meta
 
         meta = read_meta(model_dir)
         rag_cfg = meta.get("rag", {})
-        generator = Generator.load(Path(model_dir) / GENERATOR_DIR, device=device)
+        generator = Generator.load(Path(model_dir) / GENERATOR_DIR, device=device, backend=backend)
         rag = cls.from_index(index_dir if index_dir is not None else index_of(model_dir, meta),
                              retriever=retriever or rag_cfg.get("retriever"), mode=mode or rag_cfg.get("mode"),
                              k=k or rag_cfg.get("k"), device=device, generator=generator)

@@ -1,0 +1,225 @@
+"""``CT2Generator``: the ``Generator`` surface on CTranslate2, for answering fast (int8 on CPU, float16 on CUDA).
+
+Prompts, tokenization, stop strings, result types and streaming are the torch generator's own (inherited); only
+the model calls differ: decoding is ``generate_batch`` and scoring is ``score_batch``. There are no gradients,
+so training stays on torch. RAG-Token mixes k next-token distributions at every step, which CTranslate2's
+decoding loop cannot; ``cached_step`` runs on a torch twin of the same model and says so once.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ragtune.errors import RagtuneError
+from ragtune.generation.generator import Generator
+from ragtune.generation.options import DecodeOptions, Generation, stop_index
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from ragtune.generation.cached_step import CachedStep
+
+log = logging.getLogger(__name__)
+_warned_rag_token = False
+
+
+def merge_lora(adapter_dir: Path, into: Path) -> Path:
+    """A LoRA directory's adapters merged into its base model (loaded as the torch generator loads it, so packaged
+    base names resolve), saved as a plain transformers model with its tokenizer."""
+    g = Generator(str(adapter_dir))
+    g.model.merge_and_unload().save_pretrained(into)
+    g.tokenizer.save_pretrained(into)
+    return into
+
+
+def compute_type_for(device: str, compute_type: str) -> str:
+    """``auto``: int8 on CPU (the measured speed-up), float16 on CUDA."""
+    if compute_type != "auto":
+        return compute_type
+    return "float16" if device.startswith("cuda") else "int8"
+
+
+class CT2Generator(Generator):
+    backend = "ctranslate2"
+
+    def __init__(self, model: Any = "smollm2-135m-instruct", *, compute_type: str = "auto", **kw: Any) -> None:
+        if not isinstance(model, (str, Path)):
+            raise RagtuneError("the ctranslate2 backend loads a model by name or path, not a loaded torch model")
+        super().__init__(model, **kw)
+        self.compute_type = compute_type
+        self._twin: Generator | None = None
+        self._source: str | None = None
+
+    @classmethod
+    def create(cls, model: Any, *, compute_type: str | None = None, **kw: Any) -> "CT2Generator":
+        return cls(model, compute_type=compute_type or "auto", **kw)
+
+    # ---- loading -------------------------------------------------------------------------------------------
+
+    @property
+    def hf_config(self) -> Any:
+        return None  # only decoder-only models are exported; their chat template lives in the tokenizer
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return False
+
+    def _load(self) -> None:
+        import json
+
+        from ragtune.models.ctranslate2 import MARKER, cached_export, require
+        from ragtune.models.registry import resolve
+
+        require()
+        import ctranslate2
+        from transformers import AutoTokenizer
+
+        path = Path(resolve(self.model_name))
+        if not path.exists():
+            raise RagtuneError(f"the ctranslate2 backend needs a local model; {self.model_name!r} is not one")
+        export = cached_export(path, merge=merge_lora)
+        self._source = json.loads((export / MARKER).read_text()).get("source")
+        device, _, index = self.device.partition(":")
+        try:
+            model = ctranslate2.Generator(str(export), device=device, device_index=int(index or 0),
+                                          compute_type=compute_type_for(self.device, self.compute_type))
+        except (ValueError, RuntimeError) as e:
+            raise RagtuneError(f"CTranslate2 cannot run {self.model_name!r} ({str(e).splitlines()[0]}); the fast backend "
+                               "runs decoder-only models: use --backend torch") from None
+        self._tokenizer = self._tokenizer or AutoTokenizer.from_pretrained(str(export))
+        self._model = model
+        self._prepare_ct2(export)
+
+    def _prepare_ct2(self, export: Path) -> None:
+        import json
+
+        tok = self._tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        gen_cfg = export / "generation_config.json"
+        eos = json.loads(gen_cfg.read_text()).get("eos_token_id") if gen_cfg.exists() else None
+        eos = tok.eos_token_id if eos is None else eos
+        self._eos = [eos] if isinstance(eos, int) else list(eos)
+        if self._chat() and tok.eos_token_id is not None and tok.eos_token_id not in self._eos:
+            self._eos.insert(0, tok.eos_token_id)  # the chat turn ends on the template's end-of-turn token
+        self._pad = tok.pad_token_id
+
+    # ---- generation ----------------------------------------------------------------------------------------
+
+    def _tokens(self, ids: Sequence[Sequence[int]]) -> list[list[str]]:
+        return [self.tokenizer.convert_ids_to_tokens(list(x)) for x in ids]
+
+    def generate(self, prompts: Sequence[str], *, sink: Any = None, **overrides: Any) -> list[Generation]:
+        """As ``Generator.generate``: n results a prompt at ``i*n .. i*n+n-1``; ``sink`` streams greedy and
+        sampled rows; ``logprob`` is under the model's raw distribution, as on torch."""
+        if not prompts:
+            return []
+        o = self.options(overrides)
+        p_ids = self.encode_prompts(prompts)
+        n = o.num_return_sequences
+        if o.decoding == "beam":
+            return self._beam(p_ids, o)
+        rows = [p for p in p_ids for _ in range(n)]
+        ids: list[list[int]] = [[] for _ in rows]
+        steps: list[list[float]] = [[] for _ in rows]
+        streamer = None
+        if sink is not None and n == 1:
+            from ragtune.generation.streaming import _BatchStreamer
+
+            streamer = _BatchStreamer(self.tokenizer, sink, self.eos_token_ids, o.stop, [len(p) for p in rows])
+            streamer.started = True
+
+        # The callback runs on CTranslate2's worker thread, which may hold it after the call returns: it must not
+        # reference this generator, or dropping the last reference there destroys the model from inside its own
+        # thread pool (std::system_error, abort).
+        decode, stop = self.tokenizer.decode, o.stop
+
+        def step(s: Any) -> bool:
+            ids[s.batch_id].append(s.token_id)
+            steps[s.batch_id].append(s.log_prob)
+            if streamer is not None:
+                return streamer.put_token(s.batch_id, s.token_id)
+            # stop strings end a row as soon as its text holds one (the torch backend does the same)
+            return bool(stop) and stop_index(decode(ids[s.batch_id], skip_special_tokens=True), stop) is not None
+
+        sampling = dict(sampling_topk=1) if o.decoding == "greedy" else \
+            dict(sampling_topk=0, sampling_topp=o.top_p, sampling_temperature=o.temperature)
+        self.model.generate_batch(self._tokens(rows), max_length=o.max_new_tokens, include_prompt_in_result=False,
+                                  end_token=self.eos_token_ids, return_end_token=True, return_scores=True, callback=step,
+                                  **sampling)
+        if streamer is not None:
+            streamer.end()
+        if o.decoding == "sample":  # the step log-probs are of the warped distribution; report the model's own
+            steps = self._step_logprobs(rows, ids)
+        return [self._finish(i, s, o.stop) for i, s in zip(ids, steps)]
+
+    def _beam(self, p_ids: list[list[int]], o: DecodeOptions) -> list[Generation]:
+        n = o.num_return_sequences
+        results = self.model.generate_batch(self._tokens(p_ids), max_length=o.max_new_tokens, include_prompt_in_result=False,
+                                            end_token=self.eos_token_ids, return_end_token=True, beam_size=max(o.num_beams, n),
+                                            num_hypotheses=n, length_penalty=o.length_penalty)
+        rows = [p for p in p_ids for _ in range(n)]
+        ids = [list(r.sequences_ids[h]) for r in results for h in range(n)]
+        return [self._finish(i, s, o.stop) for i, s in zip(ids, self._step_logprobs(rows, ids))]
+
+    def _step_logprobs(self, prompts: list[list[int]], answers: list[list[int]]) -> list[list[float]]:
+        """log P(answer token | prompt, previous answer tokens) of each token, by one scoring pass."""
+        todo = [i for i, a in enumerate(answers) if a]
+        out: list[list[float]] = [[] for _ in answers]
+        if todo:
+            scored = self.model.score_batch(self._tokens([prompts[i] + answers[i] for i in todo]), max_input_length=0)
+            for i, r in zip(todo, scored):
+                out[i] = list(r.log_probs[-len(answers[i]):])
+        return out
+
+    def cached_step(self, prompts: Sequence[str]) -> "CachedStep":
+        return self._torch_twin().cached_step(prompts)
+
+    def _torch_twin(self) -> Generator:
+        """The same model on torch, for what CTranslate2 cannot do (RAG-Token's per-step mixture)."""
+        global _warned_rag_token
+        if self._twin is None:
+            self.model  # noqa: B018 - loads, and learns the export's source
+            source = self._source
+            if not source or not Path(source).exists():
+                raise RagtuneError("rag-token needs the torch model, and this CTranslate2 export's source is gone; "
+                                   "use --mode rag-sequence or concat, or --backend torch")
+            if not _warned_rag_token:
+                log.warning("rag-token runs on the torch backend: CTranslate2 cannot mix k next-token distributions per step")
+                _warned_rag_token = True
+            self._twin = Generator(source, device=self.device, prompt_template=self.prompt_template,
+                                   use_chat_template=self.use_chat_template, tokenizer=None)
+        return self._twin
+
+    def add_lora(self, **kw: Any) -> Any:
+        raise RagtuneError("training needs the torch backend: drop --backend ctranslate2 (or [generator] backend)")
+
+    # ---- scoring -------------------------------------------------------------------------------------------
+
+    def token_logprobs(self, prompts: Sequence[str], targets: Sequence[str], *, batch_size: int | None = None,
+                       vocab_mean: bool = False) -> tuple["torch.Tensor", ...]:
+        """As ``Generator.token_logprobs`` (``(logp, mask)``, (N, T)), from ``score_batch``; no gradients."""
+        import torch
+
+        if vocab_mean:
+            raise RagtuneError("label smoothing scores need the torch backend")
+        if len(prompts) != len(targets):
+            raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+        if not prompts:
+            empty = torch.zeros(0, 0)
+            return empty, empty.bool()
+        p_ids = self.encode_prompts(prompts)
+        y_ids = self.encode_targets(targets, prompts)
+        T = max(len(y) for y in y_ids)
+        logp = torch.zeros(len(y_ids), T)
+        mask = torch.zeros(len(y_ids), T, dtype=torch.bool)
+        for i, lp in enumerate(self._step_logprobs(p_ids, y_ids)):
+            logp[i, : len(lp)] = torch.tensor(lp)
+            mask[i, : len(lp)] = True
+        return logp, mask
+
+    def save(self, path: str | Path, *, weights: bool = True) -> None:
+        if weights:
+            raise RagtuneError("a CTranslate2 generator is saved by `ragtune export`, not Generator.save")
+        super().save(path, weights=False)
