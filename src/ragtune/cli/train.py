@@ -25,7 +25,7 @@ def train_cmd(
     hard_negatives: Optional[int] = typer.Option(None, "--hard-negatives", help="contrastive: BM25 negatives per question (0: in-batch only)."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the whole generator."),
     freeze: List[str] = typer.Option([], "--freeze", help="generator, query-encoder or doc-encoder; repeatable."),
-    retriever: str = typer.Option("dense", "--retriever", help="Retriever of the index to train through."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever of the index to train through (default dense)."),
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator model (packaged name, path or hub id)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimiser steps."),

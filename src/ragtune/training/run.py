@@ -41,7 +41,7 @@ def fine_tune(
     dev_file: str | Path | None = None,
     dev_fraction: float | None = None,
     config: Config | None = None,
-    retriever: str = "dense",
+    retriever: str | None = None,
     generator: str | None = None,
     strict: bool = False,
     resume: bool = False,
@@ -62,6 +62,7 @@ def fine_tune(
         dev, _ = load_examples(dev_file, known_ids=known, strict=strict, require_answers=need_answers)
     elif dev_fraction:
         train, dev = split_examples(train, dev_fraction, seed=cfg.training.seed)
+    retriever = retriever or "dense"  # the one default: training reaches the retriever through its encoder
     if retriever == "dense" and "dense" not in index.kinds and getattr(index, "has_graph", False):
         retriever = "paths"  # a knowledge graph: train its path scorer (ragtune.retrieval.paths)
     if retriever not in ("dense", "paths") and (t.train_query_encoder or t.train_doc_encoder):
