@@ -219,6 +219,20 @@ class CT2Generator(Generator):
             mask[i, : len(lp)] = True
         return logp, mask
 
+    def sequence_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[float]]:
+        """As ``Generator.sequence_logprobs``, by one ``score_batch`` over all pairs."""
+        pairs = [(p, t) for p, ts in zip(prompts, targets) for t in ts]
+        if not pairs:
+            return [[] for _ in prompts]
+        p_ids = self.encode_prompts([p for p, _ in pairs])
+        y_ids = self.encode_targets([t for _, t in pairs], [p for p, _ in pairs])
+        sums = [sum(lp) for lp in self._step_logprobs(p_ids, y_ids)]
+        out, i = [], 0
+        for ts in targets:
+            out.append(sums[i:i + len(ts)])
+            i += len(ts)
+        return out
+
     def save(self, path: str | Path, *, weights: bool = True) -> None:
         if weights:
             raise RagtuneError("a CTranslate2 generator is saved by `ragtune export`, not Generator.save")

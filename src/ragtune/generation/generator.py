@@ -348,6 +348,32 @@ class Generator(LazyModel):
             return logp, mask, torch.cat(means, 0)[inverse]
         return logp, mask
 
+    def sequence_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[float]]:
+        """log P(target | prompt) of every target of every prompt (``targets[i]`` are prompt i's), no gradients.
+        A causal model prefills each prompt once and scores all its targets from that cache."""
+        import torch
+
+        from ragtune.generation.scoring import score_after_shared_prompt
+
+        if self.is_seq2seq:
+            flat_p = [p for p, ts in zip(prompts, targets) for _ in ts]
+            flat_t = [t for ts in targets for t in ts]
+            with torch.inference_mode():
+                lp, mask = self.token_logprobs(flat_p, flat_t)
+            sums = (lp * mask).sum(-1).tolist()
+            out, i = [], 0
+            for ts in targets:
+                out.append(sums[i:i + len(ts)])
+                i += len(ts)
+            return out
+        out = []
+        with torch.inference_mode():
+            for p, ts in zip(prompts, targets):
+                ts = list(ts)
+                out.append(score_after_shared_prompt(self, self.encode_prompts([p])[0], self.encode_targets(ts, [p] * len(ts)))
+                           if ts else [])
+        return out
+
     # ---- persistence ---------------------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:

@@ -51,3 +51,33 @@ def score_rows(g: "Generator", p_ids: list[list[int]], y_ids: list[list[int]], w
         logp = torch.nn.functional.pad(logp, (0, width - T))
         mean = torch.nn.functional.pad(mean, (0, width - T)) if mean is not None else None
     return logp, mean
+
+
+def score_after_shared_prompt(g: "Generator", p_ids: list[int], y_ids: list[list[int]]) -> list[float]:
+    """sum_t log P(y_t | prompt, y_<t) of each target after one causal prompt whose prefill (KV cache) all the
+    targets share: one prompt forward, then one forward over the right-padded targets, instead of one forward of
+    prompt + target per target."""
+    dev, pad = g.device, g.pad_token_id
+    H, T = len(y_ids), max(len(y) for y in y_ids)
+    prompt = torch.tensor([p_ids], device=dev)
+    out, pos = g._causal_forward(prompt, torch.ones_like(prompt), keep=1, use_cache=True)
+    first = out.logits[:, -1].float().log_softmax(-1)  # (1, V): the first target token of every row
+    cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+    cache.batch_repeat_interleave(H)
+    tgt = torch.full((H, T), pad, dtype=torch.long)
+    for i, y in enumerate(y_ids):
+        tgt[i, : len(y)] = torch.tensor(y)
+    tgt = tgt.to(dev)
+    lens = torch.tensor([len(y) for y in y_ids], device=dev)
+    totals = first[0, tgt[:, 0]]
+    if T > 1:
+        steps = tgt[:, :-1]  # feeding y_<t predicts y_t; padding columns are masked out of the sums below
+        att = torch.cat([torch.ones(H, len(p_ids), dtype=torch.long, device=dev),
+                         (torch.arange(T - 1, device=dev)[None] < (lens - 1)[:, None]).long()], 1)
+        positions = (len(p_ids) + torch.arange(T - 1, device=dev))[None].expand(H, -1)
+        logits = g.model(input_ids=steps, attention_mask=att, position_ids=positions, use_cache=True,
+                         **{g.cache_kwarg: cache}).logits.float()
+        logp = logits.log_softmax(-1).gather(-1, tgt[:, 1:, None]).squeeze(-1)
+        valid = torch.arange(1, T, device=dev)[None] < lens[:, None]
+        totals = totals + (logp * valid).sum(-1)
+    return totals.cpu().tolist()

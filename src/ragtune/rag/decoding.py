@@ -168,36 +168,50 @@ def rag_sequence_decode(
     *,
     thorough: bool = True,
     num_candidates: int = 1,
-    score_batch_size: int = 16,
     **overrides,
 ) -> list[SequenceChoice]:
     """Beam search (or greedy, ``num_candidates=1``) under each passage, then pick the hypothesis with the highest
-    marginal. ``prompts[b][z]`` is the prompt of question b with passage z alone."""
+    marginal. ``prompts[b][z]`` is the prompt of question b with passage z alone.
+
+    Thorough decoding needs log P(y|q,z) of every hypothesis y under every retrieved passage z. A pair whose y was
+    generated under z and re-tokenizes to the generated tokens (eos included) already has it from the generation;
+    the other pairs are scored with each passage prompt prefilled once for all its hypotheses
+    (``Generator.sequence_logprobs``)."""
     B, K = doc_logp.shape
     doc_logp = doc_logp.detach().float().cpu()
     flat = [p for row in prompts for p in row]
     gens = generator.generate(flat, num_return_sequences=num_candidates, **overrides)
-    out = []
+    hyps: list[dict[str, torch.Tensor]] = []  # per question: text -> (K,) log P(text | q, z) from the beams
+    exact: list[dict[tuple[str, int], float]] = []  # (text, z) whose generation log-prob is the exact score
     for b in range(B):
-        # hypothesis text -> (K,) log P(text | q, z) from the beams that produced it (fast mode's approximation)
-        hyps: dict[str, torch.Tensor] = {}
+        row_hyps: dict[str, torch.Tensor] = {}
+        row_exact: dict[tuple[str, int], float] = {}
         for z in range(K):
             if doc_logp[b, z] == NEG_INF:
                 continue
             for g in gens[(b * K + z) * num_candidates:(b * K + z + 1) * num_candidates]:
-                row = hyps.setdefault(g.text, torch.full((K,), NEG_INF))
+                row = row_hyps.setdefault(g.text, torch.full((K,), NEG_INF))
                 row[z] = max(row[z].item(), g.logprob)
-        texts = list(hyps)
+                if thorough and g.token_ids == generator.encode_targets([g.text], [prompts[b][z]])[0]:
+                    row_exact[(g.text, z)] = g.logprob
+        hyps.append(row_hyps)
+        exact.append(row_exact)
+    if thorough:
+        cells = [(b, z) for b in range(B) for z in range(K) if doc_logp[b, z] != NEG_INF and hyps[b]]
+        todo = [[t for t in hyps[b] if (t, z) not in exact[b]] for b, z in cells]
+        scored = generator.sequence_logprobs([prompts[b][z] for b, z in cells], todo)
+        for (b, z), texts, sums in zip(cells, todo, scored):
+            exact[b].update({(t, z): s for t, s in zip(texts, sums)})
+    out = []
+    for b in range(B):
+        texts = list(hyps[b])
         if not texts:
             out.append(SequenceChoice("", NEG_INF, None))
             continue
         if thorough:
-            with torch.inference_mode():
-                lp, mask = generator.token_logprobs([prompts[b][z] for _ in texts for z in range(K)],
-                                                    [t for t in texts for _ in range(K)], batch_size=score_batch_size)
-            seq = (lp * mask).sum(-1).float().cpu().view(len(texts), K)
+            seq = torch.tensor([[exact[b].get((t, z), NEG_INF) for z in range(K)] for t in texts])
         else:
-            seq = torch.stack([hyps[t] for t in texts])
+            seq = torch.stack([hyps[b][t] for t in texts])
         marg = torch.logsumexp(doc_logp[b][None] + seq, dim=-1)
         i = int(marg.argmax())
         out.append(SequenceChoice(texts[i], float(marg[i]), seq[i] if thorough else None))
