@@ -8,8 +8,9 @@ the path scorer, for ``path``, ``concat`` and ``rag-sequence`` modes, on two see
 "Before" is the packaged MiniLM scoring paths zero-shot; "after" is the same encoder fine-tuned with the
 contrastive objective (``ragtune train --objective contrastive``: the gold relation chain as positive, the
 batch's other gold chains as negatives; ``--hard-negatives N`` adds the question's own best wrong paths) for ``--steps`` optimiser steps on the training questions (time-capped by
-``--minutes``). ``path`` mode runs on the whole test split; the generator modes (SmolLM2-135M-Instruct, not
-fine-tuned) on the first ``--gen-n`` test questions, since they cost seconds per question on a CPU.
+``--minutes``). ``path`` mode runs on the first ``--max-test`` test questions (200: all of PQ-2H, PQL-2H and
+PQL-3H's, 200 of PQ-3H's 520); the generator modes (SmolLM2-135M-Instruct, not fine-tuned) on the first
+``--gen-n`` test questions of ``--gen-sets``, since they cost seconds per question on a CPU.
 
     python benchmarks/bench_kgqa.py                      # all four sets, both splits -> results/kgqa.json
     python benchmarks/bench_kgqa.py --sets pq2h --gen-n 0 --steps 20
@@ -61,6 +62,7 @@ def run_split(name: str, index: Path, parts, split: str, work: Path, args) -> di
     from ragtune.training.run import fine_tune
 
     train, dev, test = parts
+    test = test[: args.max_test] if args.max_test else test
     files = {}
     for part, rows in (("train", train), ("dev", dev)):
         files[part] = work / f"{name}-{split}.{part}.jsonl"
@@ -116,7 +118,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--hard-negatives", type=int, default=0, help="Path hard negatives per question (each costs a search per step).")
     ap.add_argument("--max-new-tokens", type=int, default=16)
-    ap.add_argument("--gen-n", type=int, default=8, help="Test questions for the generator modes (0: skip them).")
+    ap.add_argument("--max-test", type=int, default=200, help="Cap on the test questions of a split (0: all).")
+    ap.add_argument("--gen-sets", nargs="*", default=["pq2h"], help="Sets on which the generator modes run.")
+    ap.add_argument("--gen-n", type=int, default=6, help="Test questions for the generator modes (0: skip them).")
     ap.add_argument("--gen-splits", nargs="*", default=["random"], help="Splits on which the generator modes run.")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -135,14 +139,14 @@ def main() -> None:
             update_triples(index, [DATASETS / "pathquestion" / kb])
             rows = load_kgqa(DATASETS / "pathquestion" / qfile)
             for split in args.splits:
-                args.gen_n = gen_n if split in args.gen_splits else 0
+                args.gen_n = gen_n if split in args.gen_splits and name in args.gen_sets else 0
                 parts = (random_split if split == "random" else hard_split)(rows, (8, 1, 1), seed=0)
                 res = run_split(name, index, parts, split, work, args)
                 (results if split == "random" else results["hard_split"])[name] = res
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 results["settings"] = {"k": args.k, "steps": args.steps, "minutes_cap": args.minutes,
                                        "batch_size": args.batch_size, "encoder_lr": args.lr,
-                                       "hard_negatives": args.hard_negatives, "gen_n": gen_n, "gen_splits": args.gen_splits, "max_new_tokens": args.max_new_tokens,
+                                       "hard_negatives": args.hard_negatives, "gen_n": gen_n, "gen_splits": args.gen_splits, "gen_sets": args.gen_sets, "max_test": args.max_test, "max_new_tokens": args.max_new_tokens,
                                        "encoder": "minilm", "generator": "smollm2-135m-instruct", "seed": 0,
                                        "command": "python benchmarks/bench_kgqa.py " + " ".join(sys.argv[1:])}
                 results["anchors"] = ANCHORS

@@ -58,13 +58,16 @@ class Query:
     beam: list[Chain] = field(default_factory=list)
 
 
-def sparse_overlap(question_units: set[str], chain_units: Sequence[str]) -> float:
-    """Share of a chain's relation words that the question contains (``of``/``inverse`` ignored), plus
-    ``0.1`` per matched word, so that of two chains the question covers fully the longer one (more of the
-    question explained) wins: "nationality of spouse" over "spouse"."""
-    words = [w for w in chain_units if w not in CHAIN_STOPWORDS]
-    hit = sum(w in question_units for w in words)
-    return hit / len(words) + 0.1 * hit if words else 0.0
+def sparse_overlap(question_units: set[str], steps_units: Sequence[Sequence[str]]) -> float:
+    """Lexical evidence for a chain: m / n_steps + 0.1 m, where m counts the chain's distinct relations with a
+    word in the question (``of``/``inverse`` ignored). A step whose relation the question never names, or a
+    relation walked twice, lowers it; of two chains the question covers fully, the longer (explaining more of
+    the question) wins: "nationality of spouse" over "spouse" and over "nationality, inverse nationality"."""
+    if not steps_units:
+        return 0.0
+    relations = {frozenset(set(u) - CHAIN_STOPWORDS) for u in steps_units}
+    m = sum(1 for words in relations if words & question_units)
+    return m / len(steps_units) + 0.1 * m
 
 
 def score_chains(dense: np.ndarray, sparse: np.ndarray, link: np.ndarray, *, w_sparse: float, w_link: float) -> np.ndarray:
@@ -120,7 +123,7 @@ def search(graph: Graph, queries: list[Query], dense_fn: Callable[[list[int], li
         if not cands:
             break
         dense = np.asarray(dense_fn(rows, [c.steps for c in cands]), dtype=np.float32)
-        sparse = np.array([sparse_overlap(qunits[r], units(graph.chain_text(c.steps))) for r, c in zip(rows, cands)],
+        sparse = np.array([sparse_overlap(qunits[r], [units(graph.step_text(st)) for st in c.steps]) for r, c in zip(rows, cands)],
                           dtype=np.float32) if s.w_sparse else np.zeros(len(cands), dtype=np.float32)
         link = np.array([c.link for c in cands], dtype=np.float32)
         scores = score_chains(dense, sparse, link, w_sparse=s.w_sparse, w_link=s.w_link)
