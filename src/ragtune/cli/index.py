@@ -18,6 +18,8 @@ def index_cmd(
     index: Path = typer.Option(..., "--index", "-i", help="The index directory to create or update."),
     retriever: List[str] = typer.Option(["bm25"], "--retriever", "-r", help="bm25, tfidf, dense or hybrid; repeatable."),
     beir: List[Path] = typer.Option([], "--beir", help="A BEIR folder (corpus.jsonl) to index, whole documents."),
+    triples: List[Path] = typer.Option([], "--triples", help="Knowledge-graph triples: .tsv/.txt (s<TAB>r<TAB>o), .nt, .ttl, .jsonl; repeatable."),
+    triples_sep: Optional[str] = typer.Option(None, "--triples-sep", help="Field separator of .tsv/.txt triples (default a tab), e.g. '|'."),
     chunk_words: Optional[int] = typer.Option(None, "--chunk-words", help="Passage window in words (0: whole documents)."),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", help="Overlap between windows in words."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Dense encoder: a packaged name (minilm), a path or a hub id."),
@@ -39,6 +41,10 @@ def index_cmd(
         dense={"encoder": encoder, "device": device},
         index={"wait": wait},
     )
+    if triples and not paths and not beir:  # a knowledge graph alone (ragtune.kg)
+        from ragtune.cli.kg import index_triples
+
+        return index_triples(index, triples, triples_sep, rebuild=rebuild, quiet=quiet, config=cfg)
     try:
         with progress_bar(quiet) as progress:
             report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
@@ -47,6 +53,10 @@ def index_cmd(
     except KeyboardInterrupt:
         # the update runs on a staging copy that is discarded, so nothing the index held is lost
         raise Interrupted(f"the index at {index} is as it was before this run; run the command again to update it") from None
+    if triples:
+        from ragtune.cli.kg import index_triples
+
+        index_triples(index, triples, triples_sep, rebuild=False, quiet=quiet, config=cfg)
     if quiet:
         return
     console.print(
