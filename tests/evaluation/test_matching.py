@@ -15,6 +15,10 @@ def test_contains_answer_whole_words_and_cjk():
     assert contains_answer("The capital is Paris!", ["the  capital"])  # normalised like EM
     assert contains_answer("北京是中国的首都。", ["中国"])  # CJK: characters
     assert not contains_answer("anything", [""])
+    # punctuation separates words instead of vanishing: answers glued to brackets, dashes or possessives still match
+    assert contains_answer("the Pauli exclusion principle.[citation needed]", ["Pauli exclusion principle"])
+    assert contains_answer("Zhu Shijie (1249–1314) solved", ["1314"]) and contains_answer("Sheldon Ungar's view", ["Sheldon Ungar"])
+    assert contains_answer("an ice-cream van", ["ice cream"]) and contains_answer("the U.S. Army", ["U.S."])
 
 
 def test_recall_hits_uses_the_best_evidence_a_row_has():

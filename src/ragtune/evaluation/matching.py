@@ -1,25 +1,34 @@
 """Whether a passage answers a question: the one answer-matching rule of training, evaluation and negatives."""
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, Sequence
 
 from ragtune.corpus.squad import QARecord
-from ragtune.evaluation.metrics import _CJK, normalize_answer
+from ragtune.evaluation.metrics import _ARTICLES, _CJK, _PUNCT
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
 
+def answer_words(text: str) -> str:
+    """SQuAD normalisation (NFKC, lowercase, no articles, folded whitespace) with punctuation turned into spaces
+    rather than deleted, so words glued by punctuation ("principle.[citation", "1249–1314", "Ungar's") stay apart."""
+    s = unicodedata.normalize("NFKC", text).lower()
+    s = "".join(" " if ch in _PUNCT or unicodedata.category(ch).startswith("P") else ch for ch in s)
+    return " ".join(_ARTICLES.sub(" ", s).split())
+
+
 def contains_answer(text: str, answers: Sequence[str]) -> bool:
-    """Whether a SQuAD-normalised answer occurs in the normalised text: as whole words, or as characters for CJK
-    (which has no word boundaries)."""
-    return contains_normalized(normalize_answer(text), answers)
+    """Whether an answer occurs in the text as whole words (``answer_words`` on both sides: "Paris" is not in
+    "Parisian"), or as characters for CJK, which has no word boundaries."""
+    return contains_answer_words(answer_words(text), answers)
 
 
-def contains_normalized(normalized_text: str, answers: Sequence[str]) -> bool:
-    """``contains_answer`` for a text already normalised (to normalise each candidate once, not once per question)."""
-    t = normalized_text
+def contains_answer_words(words: str, answers: Sequence[str]) -> bool:
+    """``contains_answer`` for a text already through ``answer_words`` (to do that once per candidate, not once per
+    question)."""
     for a in answers:
-        g = normalize_answer(a)
-        if g and (g in t if _CJK.search(g) else f" {g} " in f" {t} "):
+        g = answer_words(a)
+        if g and (g in words if _CJK.search(g) else f" {g} " in f" {words} "):
             return True
     return False
 

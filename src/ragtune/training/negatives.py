@@ -14,8 +14,7 @@ import numpy as np
 
 from ragtune.errors import RagtuneError
 from ragtune.corpus.squad import QARecord
-from ragtune.evaluation.matching import contains_answer, contains_normalized
-from ragtune.evaluation.metrics import normalize_answer
+from ragtune.evaluation.matching import answer_words, contains_answer, contains_answer_words
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,9 @@ def false_negatives(examples: Sequence[QARecord], candidates: Sequence[Candidate
     """(B, C) True where candidate c is a positive of question b or contains one of its answers."""
     # each candidate text is normalised once, not once per question (B x C pairs a step)
     spaced = [" ".join(c.text.split()) for c in candidates]
-    normalized = [normalize_answer(c.text) for c in candidates]
+    normalized = [answer_words(c.text) for c in candidates]
     mask = np.zeros((len(examples), len(candidates)), dtype=bool)
     for b, e in enumerate(examples):
         for j, c in enumerate(candidates):
-            mask[b, j] = _is_positive(c.id, spaced[j], e) or contains_normalized(normalized[j], e.answers)
+            mask[b, j] = _is_positive(c.id, spaced[j], e) or contains_answer_words(normalized[j], e.answers)
     return mask
