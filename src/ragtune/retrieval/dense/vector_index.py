@@ -220,6 +220,8 @@ class VectorIndex:
         kk = min(k, int(self._index.ntotal))
         d, i = self._index.search(q, kk, params=self._search_params(kk))
         d[i < 0] = -np.inf  # FAISS pads with -FLT_MAX under inner product
+        order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=1)  # equal scores: smaller id first,
+        d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)  # as sparse and shards do
         scores[:, :kk], ids[:, :kk] = d, i
         return scores, ids
 
