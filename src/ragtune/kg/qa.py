@@ -178,15 +178,20 @@ def evaluate_kgqa(rag: Any, rows: Sequence[KGQuestion | QARecord], *, mode: str 
         batch = recs[start:start + batch_size]
         qs = [r.question for r in batch]
         hits = rag.retrieve(qs, k)
-        outs = rag.ask_batch(qs, mode=mode, k=k, **decoding)
-        for r, out, ids in zip(batch, outs, hits.ids):
+        if mode == "path":  # the answer is the best path's tail: no need to retrieve a second time
+            from ragtune.kg.store import path_answer
+
+            preds = [path_answer(rag.store, row) for row in hits.passages(rag.store)]
+        else:
+            preds = [o.answer for o in rag.ask_batch(qs, mode=mode, k=k, **decoding)]
+        for r, pred, ids in zip(batch, preds, hits.ids):
             tails = [tails_of(int(i)) for i in ids if i >= 0]
-            h, e, f, pr = hits_at_1(out.answer, r.answers), exact_match(out.answer, r.answers), answer_f1(out.answer, r.answers), path_recall(tails, r.answers)
+            h, e, f, pr = hits_at_1(pred, r.answers), exact_match(pred, r.answers), answer_f1(pred, r.answers), path_recall(tails, r.answers)
             report.hits1 += h
             report.em += e
             report.f1 += f
             report.path_recall += pr
-            report.predictions.append({"question": r.question, "answers": r.answers, "prediction": out.answer,
+            report.predictions.append({"question": r.question, "answers": r.answers, "prediction": pred,
                                        "hits@1": h, "path_recall": pr})
         report.n += len(batch)
         if progress is not None:
