@@ -117,6 +117,10 @@ class ServerConfig(Section):
     max_question_chars: int = Field(8000, ge=1)
     max_messages: int = Field(100, ge=1)  # chat turns in one request
     preload: bool = False  # load the models at start (/ready is 503 until they are loaded)
+    # searches must not queue behind a generation for CPU: the generation thread runs this much nicer (Linux, per
+    # thread), and the interpreter hands the GIL over every switch_interval_ms (Python's default is 5 ms)
+    worker_nice: int = Field(10, ge=0, le=19)
+    switch_interval_ms: float = Field(0.5, gt=0)
 
 
 class TrainingConfig(Section):

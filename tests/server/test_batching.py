@@ -76,3 +76,26 @@ def test_batcher_drops_cancelled_jobs_and_reports_errors():
 
     kind, err = asyncio.run(main())
     assert seen == ["kept"] and kind == "error" and isinstance(err, ValueError)
+
+
+def test_the_generation_thread_yields_the_cpu_to_searches():
+    import os
+    import threading
+
+    if not hasattr(os, "setpriority"):
+        pytest.skip("no per-thread priorities on this platform")
+    seen = []
+
+    def run(jobs, sink):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return [None for _ in jobs]
+
+    async def main():
+        b = MicroBatcher(run, max_batch=1, max_wait_ms=0, queue_size=2, worker_nice=7)
+        job = b.submit(_job("q"))
+        await job.events.get()
+        await b.close()
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    asyncio.run(main())
+    assert seen == [min(base + 7, 19)]

@@ -27,7 +27,7 @@ class Answers:
     def __init__(self, holder: ModelHolder, cfg: ServerConfig, metrics: Metrics):
         self.holder, self.cfg, self.metrics = holder, cfg, metrics
         self.batcher = MicroBatcher(self._run, max_batch=cfg.max_batch_size, max_wait_ms=cfg.max_wait_ms, queue_size=cfg.queue_size,
-                                    on_batch=metrics.batch_size.observe)
+                                    on_batch=metrics.batch_size.observe, worker_nice=cfg.worker_nice)
         metrics.queue_depth.set_function(lambda: self.batcher.depth)
 
     def _run(self, jobs: list[Job], sink: Any) -> list[Any]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
@@ -53,10 +54,15 @@ def create_app(index_dir: str | Path, *, rag_factory: Callable[..., Any] | None 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         preload = asyncio.get_running_loop().run_in_executor(None, holder.rag) if cfg.preload else None
-        yield
-        if preload is not None and not preload.done():
-            preload.cancel()
-        await answers.batcher.close()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, cfg.switch_interval_ms / 1000))  # see ServerConfig.switch_interval_ms
+        try:
+            yield
+        finally:
+            sys.setswitchinterval(switch)
+            if preload is not None and not preload.done():
+                preload.cancel()
+            await answers.batcher.close()
 
     app = FastAPI(title="ragtune", description="Retrieval-augmented generation over one index.", lifespan=lifespan)
     app.state.holder, app.state.answers, app.state.metrics, app.state.config = holder, answers, metrics, cfg

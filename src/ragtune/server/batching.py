@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -86,19 +88,30 @@ class _Sink:
         self.jobs[row].prompt_tokens, self.jobs[row].completion_tokens = prompt_tokens, completion_tokens
 
 
+def _lower_priority(nice: int) -> None:
+    """Run this thread (and the torch threads it starts) ``nice`` steps nicer, so searches get the CPU first (Linux)."""
+    if nice > 0 and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        except OSError:
+            pass
+
+
 class MicroBatcher:
     """Queues jobs and runs them in micro-batches through ``run_batch(jobs, sink) -> list[RagOutput]``
     on one worker thread. ``on_batch(size)`` is told each batch's size (metrics)."""
 
     def __init__(self, run_batch: Callable[[list[Job], Any], list[Any]], *, max_batch: int, max_wait_ms: float, queue_size: int,
-                 on_batch: Callable[[int], None] = lambda n: None):
+                 on_batch: Callable[[int], None] = lambda n: None, worker_nice: int = 0):
         self.run_batch, self.on_batch = run_batch, on_batch
         self.max_batch, self.max_wait_s, self.queue_size = max_batch, max_wait_ms / 1000.0, queue_size
         self.pending: list[Job] = []
         self.running = 0
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-generate")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ragtune-generate", initializer=_lower_priority,
+                                        initargs=(worker_nice,))
 
     @property
     def depth(self) -> int:
