@@ -33,6 +33,15 @@ def merge_lora(adapter_dir: Path, into: Path) -> Path:
     return into
 
 
+def same_length_groups(rows: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Row indices grouped by prompt length. CTranslate2 prefills a batch only up to its shortest prompt and feeds
+    the rest of the longer prompts one decoding step per token; rows of one length are prefilled whole."""
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(len(r), []).append(i)
+    return list(groups.values())
+
+
 def compute_type_for(device: str, compute_type: str) -> str:
     """``auto``: int8 on CPU (the measured speed-up), float16 on CUDA."""
     if compute_type != "auto":
@@ -73,6 +82,7 @@ class CT2Generator(Generator):
 
         require()
         import ctranslate2
+        import torch
         from transformers import AutoTokenizer
 
         path = Path(resolve(self.model_name))
@@ -82,8 +92,10 @@ class CT2Generator(Generator):
         self._source = json.loads((export / MARKER).read_text()).get("source")
         device, _, index = self.device.partition(":")
         try:
+            # as many threads as torch uses, so one setting (torch.set_num_threads) governs both backends
             model = ctranslate2.Generator(str(export), device=device, device_index=int(index or 0),
-                                          compute_type=compute_type_for(self.device, self.compute_type))
+                                          compute_type=compute_type_for(self.device, self.compute_type),
+                                          intra_threads=torch.get_num_threads())
         except (ValueError, RuntimeError) as e:
             raise RagtuneError(f"CTranslate2 cannot run {self.model_name!r} ({str(e).splitlines()[0]}); the fast backend "
                                "runs decoder-only models: use --backend torch") from None
@@ -135,19 +147,23 @@ class CT2Generator(Generator):
         # thread pool (std::system_error, abort).
         decode, stop = self.tokenizer.decode, o.stop
 
-        def step(s: Any) -> bool:
-            ids[s.batch_id].append(s.token_id)
-            steps[s.batch_id].append(s.log_prob)
-            if streamer is not None:
-                return streamer.put_token(s.batch_id, s.token_id)
-            # stop strings end a row as soon as its text holds one (the torch backend does the same)
-            return bool(stop) and stop_index(decode(ids[s.batch_id], skip_special_tokens=True), stop) is not None
+        def stepper(members: list[int]):
+            def step(s: Any) -> bool:
+                row = members[s.batch_id]
+                ids[row].append(s.token_id)
+                steps[row].append(s.log_prob)
+                if streamer is not None:
+                    return streamer.put_token(row, s.token_id)
+                # stop strings end a row as soon as its text holds one (the torch backend does the same)
+                return bool(stop) and stop_index(decode(ids[row], skip_special_tokens=True), stop) is not None
+            return step
 
         sampling = dict(sampling_topk=1) if o.decoding == "greedy" else \
             dict(sampling_topk=0, sampling_topp=o.top_p, sampling_temperature=o.temperature)
-        self.model.generate_batch(self._tokens(rows), max_length=o.max_new_tokens, include_prompt_in_result=False,
-                                  end_token=self.eos_token_ids, return_end_token=True, return_scores=True, callback=step,
-                                  **sampling)
+        for members in same_length_groups(rows):
+            self.model.generate_batch(self._tokens([rows[i] for i in members]), max_length=o.max_new_tokens,
+                                      include_prompt_in_result=False, end_token=self.eos_token_ids, return_end_token=True,
+                                      return_scores=True, callback=stepper(members), **sampling)
         if streamer is not None:
             streamer.end()
         if o.decoding == "sample":  # the step log-probs are of the warped distribution; report the model's own
@@ -156,11 +172,16 @@ class CT2Generator(Generator):
 
     def _beam(self, p_ids: list[list[int]], o: DecodeOptions) -> list[Generation]:
         n = o.num_return_sequences
-        results = self.model.generate_batch(self._tokens(p_ids), max_length=o.max_new_tokens, include_prompt_in_result=False,
-                                            end_token=self.eos_token_ids, return_end_token=True, beam_size=max(o.num_beams, n),
-                                            num_hypotheses=n, length_penalty=o.length_penalty)
+        found: list[list[list[int]]] = [[] for _ in p_ids]
+        for members in same_length_groups(p_ids):
+            results = self.model.generate_batch(self._tokens([p_ids[i] for i in members]), max_length=o.max_new_tokens,
+                                                include_prompt_in_result=False, end_token=self.eos_token_ids,
+                                                return_end_token=True, beam_size=max(o.num_beams, n), num_hypotheses=n,
+                                                length_penalty=o.length_penalty)
+            for i, r in zip(members, results):
+                found[i] = [list(r.sequences_ids[h]) for h in range(n)]
         rows = [p for p in p_ids for _ in range(n)]
-        ids = [list(r.sequences_ids[h]) for r in results for h in range(n)]
+        ids = [hyp for hyps in found for hyp in hyps]
         return [self._finish(i, s, o.stop) for i, s in zip(ids, self._step_logprobs(rows, ids))]
 
     def _step_logprobs(self, prompts: list[list[int]], answers: list[list[int]]) -> list[list[float]]:

@@ -1,0 +1,156 @@
+"""The fast inference backend against torch on bench_qa's SQuAD open-book questions (same sample, prompts, greedy).
+
+For each RAG mode at k = 3 (BM25): seconds per question, generated tokens/s and EM/F1 with torch float32 and
+CTranslate2 int8 (``--compute-type``), run one after the other on the same questions; for rag-sequence also the
+torch backend with the previous thorough decoder (every hypothesis re-scored under every passage, the reference
+in tests/helpers/reference.py), for the speed-up of reusing generation scores and sharing prompt prefills.
+Then generate-only tokens/s on fixed gold-passage prompts, both backends interleaved prompt by prompt.
+
+    .venv/bin/python benchmarks/bench_fast_inference.py [--n 200] [--modes concat,rag-sequence,rag-token]
+
+Writes benchmarks/results/fast_inference.json (speedup_* = torch seconds / ctranslate2 seconds per question;
+f1_delta_* = ctranslate2 F1 minus torch F1, in points; rag_sequence_torch_speedup = previous / new decoder).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.reference: the previous decoder
+
+from bench_qa import GoldRetriever, sample_questions  # noqa: E402
+from shared_data import MemoryStore, squad_open_book  # noqa: E402
+
+from ragtune.evaluation.qa import evaluate_qa  # noqa: E402
+from ragtune.generation import Generator  # noqa: E402
+from ragtune.generation.ct2 import CT2Generator  # noqa: E402
+from ragtune.rag import decoding  # noqa: E402
+from ragtune.rag.model import RAG  # noqa: E402
+from ragtune.retrieval.sparse import BM25Retriever  # noqa: E402
+
+OUT = Path(__file__).parent / "results" / "fast_inference.json"
+
+
+def previous_rag_sequence_decoder():
+    """``rag_sequence_decode`` as it was before generation scores were reused (thorough, every pair scored)."""
+    from tests.helpers.reference import reference_decode
+
+    def decode(generator, prompts, doc_logp, *, thorough=True, num_candidates=1, **overrides):
+        rows = reference_decode(generator, prompts, doc_logp.detach().float().cpu(), num_candidates, **overrides)
+        return [decoding.SequenceChoice(text, marg, seq.float()) for text, marg, seq in rows]
+
+    return decode
+
+
+def run_setting(gen, bm25, store, examples, mode: str, k: int, batch_size: int) -> dict:
+    rag = RAG(bm25, gen, store, k=k)
+    t = time.perf_counter()
+    rep = evaluate_qa(rag, examples, mode=mode, k=k, batch_size=batch_size)
+    wall = time.perf_counter() - t
+    tokens = sum(len(gen.tokenizer(p["answer"], add_special_tokens=False)["input_ids"]) + 1 for p in rep.predictions)
+    d = rep.to_dict()
+    d.update(wall_seconds=wall, answer_tokens=tokens, tokens_per_s=tokens / max(rep.generation_seconds_per_question * rep.n, 1e-9))
+    return d
+
+
+def generate_only(gens: dict, prompts: list[str], max_new_tokens: int, reps: int) -> dict:
+    """tokens/s of each generator on the same prompts, interleaved prompt by prompt so load hits all alike."""
+    for g in gens.values():
+        g.generate(prompts[:1], max_new_tokens=max_new_tokens)  # warm-up (loads, converts)
+    secs = {name: [] for name in gens}
+    toks = {name: 0 for name in gens}
+    for _ in range(reps):
+        for p in prompts:
+            for name, g in gens.items():
+                s = time.perf_counter()
+                toks[name] += len(g.generate([p], max_new_tokens=max_new_tokens)[0].token_ids)
+                secs[name].append(time.perf_counter() - s)
+    out = {name: {"tokens": toks[name], "seconds": sum(secs[name]), "tokens_per_s": toks[name] / sum(secs[name]),
+                  "median_seconds_per_prompt": statistics.median(secs[name])} for name in gens}
+    names = list(gens)
+    out["ratio"] = out[names[1]]["tokens_per_s"] / out[names[0]]["tokens_per_s"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--k", type=int, default=3)
+    ap.add_argument("--modes", default="concat,rag-sequence,rag-token")
+    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--compute-type", default="int8")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--previous-decoder", action="store_true", help="also time rag-sequence with the previous decoder")
+    ap.add_argument("--generate-prompts", type=int, default=10)
+    ap.add_argument("--out", type=Path, default=OUT)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)  # both backends: CT2Generator uses torch's thread count
+
+    split, passages, pid_of = squad_open_book()
+    examples = sample_questions(split.test, 200)[: args.n]
+    bm25 = BM25Retriever()
+    bm25.add(passages)
+    store = MemoryStore(passages)
+    gens = {"torch": Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens, decoding="greedy"),
+            "ctranslate2": CT2Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens, decoding="greedy",
+                                        compute_type=args.compute_type)}
+    results: dict = {"command": "python benchmarks/bench_fast_inference.py " + " ".join(sys.argv[1:]), "n": len(examples),
+                     "sample": "bench_qa's sample (seed 0) of SQuAD v1.1 dev articles 36-47, first n", "k": args.k,
+                     "retriever": "bm25", "decoding": "greedy", "max_new_tokens": args.max_new_tokens,
+                     "compute_type": args.compute_type, "machine": f"{platform.machine()}, {args.threads} thread(s), shared",
+                     "settings": {}}
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+
+    for gen in gens.values():  # load (and convert, once) before anything is timed
+        gen.generate(["Hello"], max_new_tokens=2)
+    for mode in args.modes.split(","):
+        for name, gen in gens.items():
+            d = run_setting(gen, bm25, store, examples, mode, args.k, args.batch_size)
+            results["settings"][f"{mode}/{name}"] = d
+            print(f"{mode:13s} {name:11s} em={d['em']:.3f} f1={d['f1']:.3f} s/q={d['seconds_per_question']:.3f} "
+                  f"tok/s={d['tokens_per_s']:.1f}", file=sys.stderr, flush=True)
+            save()
+        if mode == "rag-sequence" and args.previous_decoder:
+            current = decoding.rag_sequence_decode
+            decoding.rag_sequence_decode = previous_rag_sequence_decoder()
+            try:
+                d = run_setting(gens["torch"], bm25, store, examples, mode, args.k, args.batch_size)
+            finally:
+                decoding.rag_sequence_decode = current
+            results["settings"]["rag-sequence/torch-previous-decoder"] = d
+            print(f"rag-sequence  torch (previous decoder) em={d['em']:.3f} f1={d['f1']:.3f} s/q={d['seconds_per_question']:.3f}",
+                  file=sys.stderr, flush=True)
+            save()
+
+    s = results["settings"]
+    for mode in args.modes.split(","):
+        key = mode.replace("-", "_")
+        t, f = s[f"{mode}/torch"], s[f"{mode}/ctranslate2"]
+        results[f"speedup_{key}"] = t["seconds_per_question"] / f["seconds_per_question"]
+        results[f"f1_delta_{key}"] = 100 * (f["f1"] - t["f1"])
+        results[f"em_delta_{key}"] = 100 * (f["em"] - t["em"])
+    if "rag-sequence/torch-previous-decoder" in s:
+        results["rag_sequence_torch_speedup"] = (s["rag-sequence/torch-previous-decoder"]["seconds_per_question"]
+                                                 / s["rag-sequence/torch"]["seconds_per_question"])
+    gold = GoldRetriever({q.question: pid_of[q.positive_doc_ids[0]] for q in examples})
+    prompts = [gens["torch"].build_prompt(e.question, store.get([gold.gold[e.question]])) for e in examples[: args.generate_prompts]]
+    results["generate_only"] = generate_only(gens, prompts, args.max_new_tokens, reps=2)
+    results["generate_only_ratio"] = results["generate_only"]["ratio"]
+    save()
+    print(json.dumps({k: v for k, v in results.items() if k.startswith(("speedup", "f1_delta", "rag_sequence", "generate_only_ratio"))}),
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()
