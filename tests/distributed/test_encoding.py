@@ -17,19 +17,21 @@ def texts(beir_dir):
     return [r["title"] + "\n" + r["text"] for r in rows]
 
 
-def test_ray_pool_equals_single_process(tiny_model, texts, ray_local):
+def test_ray_pool_equals_single_process(config, texts, ray_local):
     from ragtune.distributed.encoding import encode_passages
     from ragtune.retrieval.dense import Encoder
 
-    enc = Encoder(str(tiny_model), batch_size=16)
+    enc = Encoder.from_config(config.dense.model_copy(update={"batch_size": 16}))
     want = enc.encode_passages(texts)
     got = encode_passages(enc, texts, "local", workers=2, batches_per_task=2)  # 8 chunks over 2 actors
     assert got.shape == want.shape and np.abs(want).sum() > 0
     np.testing.assert_array_equal(got, want)
 
 
-def test_index_dense_with_ray_equals_single(tmp_path, beir_dir, config, queries, indexes, ray_local):
+def test_index_dense_with_ray_equals_single(tmp_path, beir_dir, config, queries, indexes, ray_local, monkeypatch):
     from ragtune.retrieval.update import update
+
+    monkeypatch.setenv("RAGTUNE_RAY_ENCODE_WORKERS", "2")
 
     idx = tmp_path / "ray-encoded"
     update(idx, beir=[beir_dir], retrievers=["dense"], config=config, shards=2, ray="local")
