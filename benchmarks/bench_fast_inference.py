@@ -1,7 +1,8 @@
 """The fast inference backend against torch on bench_qa's SQuAD open-book questions (same sample, prompts, greedy).
 
 For each RAG mode at k = 3 (BM25): seconds per question, generated tokens/s and EM/F1 with torch float32 and
-CTranslate2 int8 (``--compute-type``), run one after the other on the same questions; for rag-sequence also the
+CTranslate2 int8 (``--compute-type``) on the same questions, the settings taking turns batch by batch; for
+rag-sequence also the
 torch backend with the previous thorough decoder (every hypothesis re-scored under every passage, the reference
 in tests/helpers/reference.py), for the speed-up of reusing generation scores and sharing prompt prefills.
 Then generate-only tokens/s on fixed gold-passage prompts, both backends interleaved prompt by prompt.
@@ -49,15 +50,37 @@ def previous_rag_sequence_decoder():
     return decode
 
 
-def run_setting(gen, bm25, store, examples, mode: str, k: int, batch_size: int) -> dict:
-    rag = RAG(bm25, gen, store, k=k)
-    t = time.perf_counter()
-    rep = evaluate_qa(rag, examples, mode=mode, k=k, batch_size=batch_size)
-    wall = time.perf_counter() - t
-    tokens = sum(len(gen.tokenizer(p["answer"], add_special_tokens=False)["input_ids"]) + 1 for p in rep.predictions)
-    d = rep.to_dict()
-    d.update(wall_seconds=wall, answer_tokens=tokens, tokens_per_s=tokens / max(rep.generation_seconds_per_question * rep.n, 1e-9))
-    return d
+class Setting:
+    """One (mode, backend) run accumulated over question batches, so settings can take turns batch by batch:
+    on a shared machine, load then hits every setting alike and the ratios stay meaningful."""
+
+    def __init__(self, rag: RAG, mode: str, k: int, decoder=None):
+        self.rag, self.mode, self.k, self.decoder = rag, mode, k, decoder
+        self.n = self.em = self.f1 = self.seconds = self.generation_seconds = self.tokens = 0.0
+        self.predictions: list = []
+
+    def run(self, batch) -> None:
+        current = decoding.rag_sequence_decode
+        if self.decoder is not None:
+            decoding.rag_sequence_decode = self.decoder
+        try:
+            t = time.perf_counter()
+            rep = evaluate_qa(self.rag, batch, mode=self.mode, k=self.k, batch_size=len(batch))
+            self.seconds += time.perf_counter() - t
+        finally:
+            decoding.rag_sequence_decode = current
+        tok = self.rag.generator.tokenizer
+        self.tokens += sum(len(tok(p["answer"], add_special_tokens=False)["input_ids"]) + 1 for p in rep.predictions)
+        self.n += rep.n
+        self.em += rep.em * rep.n
+        self.f1 += rep.f1 * rep.n
+        self.generation_seconds += rep.generation_seconds_per_question * rep.n
+        self.predictions += rep.predictions
+
+    def to_dict(self) -> dict:
+        return {"n": int(self.n), "em": self.em / self.n, "f1": self.f1 / self.n, "seconds_per_question": self.seconds / self.n,
+                "generation_seconds_per_question": self.generation_seconds / self.n,
+                "tokens_per_s": self.tokens / max(self.generation_seconds, 1e-9), "examples": self.predictions[:3]}
 
 
 def generate_only(gens: dict, prompts: list[str], max_new_tokens: int, reps: int) -> dict:
@@ -114,24 +137,21 @@ def main() -> None:
 
     for gen in gens.values():  # load (and convert, once) before anything is timed
         gen.generate(["Hello"], max_new_tokens=2)
+    settings: dict[str, Setting] = {}
     for mode in args.modes.split(","):
         for name, gen in gens.items():
-            d = run_setting(gen, bm25, store, examples, mode, args.k, args.batch_size)
-            results["settings"][f"{mode}/{name}"] = d
-            print(f"{mode:13s} {name:11s} em={d['em']:.3f} f1={d['f1']:.3f} s/q={d['seconds_per_question']:.3f} "
-                  f"tok/s={d['tokens_per_s']:.1f}", file=sys.stderr, flush=True)
-            save()
+            settings[f"{mode}/{name}"] = Setting(RAG(bm25, gen, store, k=args.k), mode, args.k)
         if mode == "rag-sequence" and args.previous_decoder:
-            current = decoding.rag_sequence_decode
-            decoding.rag_sequence_decode = previous_rag_sequence_decoder()
-            try:
-                d = run_setting(gens["torch"], bm25, store, examples, mode, args.k, args.batch_size)
-            finally:
-                decoding.rag_sequence_decode = current
-            results["settings"]["rag-sequence/torch-previous-decoder"] = d
-            print(f"rag-sequence  torch (previous decoder) em={d['em']:.3f} f1={d['f1']:.3f} s/q={d['seconds_per_question']:.3f}",
-                  file=sys.stderr, flush=True)
-            save()
+            settings["rag-sequence/torch-previous-decoder"] = Setting(RAG(bm25, gens["torch"], store, k=args.k), mode, args.k,
+                                                                      decoder=previous_rag_sequence_decoder())
+    for start in range(0, len(examples), args.batch_size):
+        batch = examples[start: start + args.batch_size]
+        for name, setting in settings.items():  # every setting answers this batch before the next batch
+            setting.run(batch)
+        results["settings"] = {name: st.to_dict() for name, st in settings.items()}
+        save()
+        print(f"{start + len(batch)}/{len(examples)} " + " ".join(f"{name}: f1={d['f1']:.3f} s/q={d['seconds_per_question']:.2f}"
+                                                                  for name, d in results["settings"].items()), file=sys.stderr, flush=True)
 
     s = results["settings"]
     for mode in args.modes.split(","):
