@@ -123,3 +123,11 @@ def test_missing_ctranslate2_is_one_line(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_ct2)
     with pytest.raises(RagtuneError, match=r"pip install 'ragtune\[fast\]'"):
         ct2_models.require()
+
+
+def test_unsupported_architecture_is_one_line(tmp_path):
+    from tests.helpers.tiny_lm import tiny_seq2seq_lm
+
+    t5 = tiny_seq2seq_lm(tmp_path / "t5")
+    with pytest.raises(RagtuneError, match="--backend torch"):
+        CT2Generator(str(t5)).generate(["a question"])
