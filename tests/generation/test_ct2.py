@@ -9,7 +9,8 @@ ctranslate2 = pytest.importorskip("ctranslate2", reason="the fast backend is the
 
 from ragtune.errors import RagtuneError  # noqa: E402
 from ragtune.generation.ct2 import CT2Generator, compute_type_for  # noqa: E402
-from ragtune.generation.generator import Generator, backend_class  # noqa: E402
+from ragtune.generation.backends import backend_class  # noqa: E402
+from ragtune.generation.generator import Generator  # noqa: E402
 from ragtune.models import ctranslate2 as ct2_models  # noqa: E402
 from tests.helpers.tiny_lm import tiny_causal_lm  # noqa: E402
 

@@ -247,12 +247,9 @@ class CT2Generator(Generator):
             return [[] for _ in prompts]
         p_ids = self.encode_prompts([p for p, _ in pairs])
         y_ids = self.encode_targets([t for _, t in pairs], [p for p, _ in pairs])
-        sums = [sum(lp) for lp in self._step_logprobs(p_ids, y_ids)]
-        out, i = [], 0
-        for ts in targets:
-            out.append(sums[i:i + len(ts)])
-            i += len(ts)
-        return out
+        from ragtune.generation.scoring import split_like
+
+        return split_like([sum(lp) for lp in self._step_logprobs(p_ids, y_ids)], targets)
 
     def save(self, path: str | Path, *, weights: bool = True) -> None:
         if weights:

@@ -76,6 +76,8 @@ class Generator(LazyModel):
                   backend=cfg.backend, compute_type=cfg.compute_type)
         kw.update({k: v for k, v in overrides.items() if v is not None})
         model = kw.pop("model", None) or cfg.model
+        from ragtune.generation.backends import backend_class
+
         return backend_class(kw.pop("backend"), model).create(model, **kw)
 
     @classmethod
@@ -353,26 +355,14 @@ class Generator(LazyModel):
         A causal model prefills each prompt once and scores all its targets from that cache."""
         import torch
 
-        from ragtune.generation.scoring import score_after_shared_prompt
+        from ragtune.generation.scoring import score_after_shared_prompt, split_like
 
-        if self.is_seq2seq:
-            flat_p = [p for p, ts in zip(prompts, targets) for _ in ts]
-            flat_t = [t for ts in targets for t in ts]
-            with torch.inference_mode():
-                lp, mask = self.token_logprobs(flat_p, flat_t)
-            sums = (lp * mask).sum(-1).tolist()
-            out, i = [], 0
-            for ts in targets:
-                out.append(sums[i:i + len(ts)])
-                i += len(ts)
-            return out
-        out = []
         with torch.inference_mode():
-            for p, ts in zip(prompts, targets):
-                ts = list(ts)
-                out.append(score_after_shared_prompt(self, self.encode_prompts([p])[0], self.encode_targets(ts, [p] * len(ts)))
-                           if ts else [])
-        return out
+            if self.is_seq2seq:  # the encoder reads prompt and target separately: nothing to share
+                lp, mask = self.token_logprobs([p for p, ts in zip(prompts, targets) for _ in ts], [t for ts in targets for t in ts])
+                return split_like((lp * mask).sum(-1).tolist(), targets)
+            return [score_after_shared_prompt(self, self.encode_prompts([p])[0], self.encode_targets(list(ts), [p] * len(ts)))
+                    if ts else [] for p, ts in zip(prompts, targets)]
 
     # ---- persistence ---------------------------------------------------------------------------------------
 
@@ -409,23 +399,6 @@ class Generator(LazyModel):
         settings = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).exists() else {}
         settings.update({k: v for k, v in overrides.items() if v is not None})
         model = settings.pop("base_model", None) or str(path)
+        from ragtune.generation.backends import backend_class
+
         return backend_class(backend, model).create(model, device=device, **settings)
-
-
-BACKENDS = ("torch", "ctranslate2")
-
-
-def backend_class(backend: str | None, model: Any = None) -> type[Generator]:
-    """The generator class of ``backend``; ``None`` picks CTranslate2 for a CTranslate2 export, else torch."""
-    if backend is None:
-        from ragtune.models.ctranslate2 import is_export
-
-        backend = "ctranslate2" if isinstance(model, (str, Path)) and is_export(model) else "torch"
-    if backend == "torch":
-        return Generator
-    if backend == "ctranslate2":
-        from ragtune.generation.ct2 import CT2Generator
-
-        return CT2Generator
-    raise RagtuneError(f"unknown generator backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-

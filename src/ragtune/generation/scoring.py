@@ -1,7 +1,7 @@
 """Teacher-forced scoring of token rows: one forward pass of the torch backend behind ``Generator.token_logprobs``."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -81,3 +81,12 @@ def score_after_shared_prompt(g: "Generator", p_ids: list[int], y_ids: list[list
         valid = torch.arange(1, T, device=dev)[None] < lens[:, None]
         totals = totals + (logp * valid).sum(-1)
     return totals.cpu().tolist()
+
+
+def split_like(flat: list[float], groups: "list[Sequence[str]] | Sequence[Sequence[str]]") -> list[list[float]]:
+    """``flat`` cut into consecutive pieces as long as each of ``groups``."""
+    out, i = [], 0
+    for g in groups:
+        out.append(flat[i:i + len(g)])
+        i += len(g)
+    return out
