@@ -36,3 +36,33 @@ def test_reencode_on_actors_matches_single(indexes, queries, ray_local, monkeypa
         assert len(whole) == len(local)
         remote.index = single.retriever("dense").index
         np.testing.assert_array_equal(remote.search(queries, 5).ids, want.ids)
+
+
+from tests.training.conftest import small_world  # noqa: E402,F401  (the trainer tests' synthetic world)
+
+
+def test_fine_tune_through_shard_actors_equals_in_process(small_world, tmp_path, ray_local, monkeypatch):  # noqa: F811
+    """`ragtune train --ray`: the trainer's retriever is the shard actors; with the document encoder training, the
+    index is re-encoded on the actors; the losses equal an in-process run over the same shards."""
+    import shutil
+
+    from ragtune.distributed.ray_shards import RayShardedRetriever
+    from ragtune.retrieval.update import update
+    from ragtune.training.run import fine_tune
+    from ragtune.training.data import write_examples
+
+    w = small_world
+    idx = tmp_path / "index"
+    shutil.copytree(w["root"] / "index", idx)
+    update(idx, config=w["cfg"], shards=2)
+    rows = tmp_path / "train.jsonl"
+    write_examples(w["train"][:8], rows)
+    cfg = w["cfg"].updated(training={"max_steps": 2, "batch_size": 4, "seed": 3, "train_doc_encoder": True,
+                                     "reindex_every": 1, "lora": False, "train_generator": False})
+    _, plain = fine_tune(idx, rows, tmp_path / "plain", config=cfg, progress=False)
+    monkeypatch.setenv("RAGTUNE_RAY", "local")
+    trainer, remote = fine_tune(idx, rows, tmp_path / "ray", config=cfg, progress=False)
+    assert isinstance(trainer.retriever, RayShardedRetriever)
+    assert remote.steps == plain.steps == 2
+    np.testing.assert_allclose(remote.losses, plain.losses, rtol=1e-4)
+    assert (tmp_path / "ray" / "dense_index").is_dir()

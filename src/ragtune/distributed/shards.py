@@ -257,5 +257,46 @@ class ShardedRetriever:
             out[mask] = self.parts[int(s)].passage_vectors(ids[mask])
         return out
 
+    # -- training (dense): the live index, shard by shard -----------------------------------------------------
+    def reencode(self, passages: Sequence[Any], encoder: Any = None) -> None:
+        """Re-encode every shard's passages with ``encoder``; the new vectors replace the old only once every
+        shard is encoded."""
+        which = shard_of(np.array([p.id for p in passages], dtype=np.int64), len(self.parts))
+        fresh = [part.encoded_index([p for p, w in zip(passages, which) if w == s], encoder or self.encoder)
+                 for s, part in enumerate(self.parts)]
+        for part, index in zip(self.parts, fresh):
+            part.index = index
+
+    def encoded_index(self, passages: Sequence[Any], encoder: Any = None) -> Any:
+        """One whole vector index of ``passages`` (a trained model's saved index)."""
+        return self.parts[0].encoded_index(passages, encoder or self.encoder)
+
+    @property
+    def index(self) -> Any:
+        """The shards' vectors as one ``VectorIndex`` (checkpoints and saved models hold the whole index)."""
+        from ragtune.retrieval.dense.vector_index import VectorIndex
+
+        ids = np.concatenate([p.index.ids() for p in self.parts if len(p)])
+        vecs = np.concatenate([p.index.reconstruct(p.index.ids()) for p in self.parts if len(p)])
+        order = np.argsort(ids, kind="stable")
+        whole = VectorIndex(self.encoder.dim)
+        whole.add(ids[order], vecs[order])
+        return whole
+
+    @index.setter
+    def index(self, value: Any) -> None:
+        from ragtune.retrieval.dense.vector_index import VectorIndex
+
+        ids = value.ids()
+        vecs = value.reconstruct(ids)
+        which = shard_of(ids, len(self.parts))
+        for s, part in enumerate(self.parts):
+            old = part.index
+            fresh = VectorIndex(old.dim, old.kind, ef_search=old.ef_search, ef_construction=old.ef_construction,
+                                nprobe=old.nprobe)
+            if (which == s).any():
+                fresh.add(ids[which == s], vecs[which == s])
+            part.index = fresh
+
     def __repr__(self) -> str:
         return f"ShardedRetriever({self.kind!r}, shards={len(self.parts)}, passages={len(self)})"
