@@ -308,7 +308,7 @@ class RayShardedRetriever(ShardedRetriever):
         _barrier()
 
     @property
-    def index(self) -> Any:  # noqa: D401
+    def index(self) -> Any:
         """The whole vector index, gathered from the actors (for saving a checkpoint or a trained model)."""
         from ragtune.retrieval.dense.vector_index import VectorIndex
 
