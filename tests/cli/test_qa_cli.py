@@ -12,7 +12,7 @@ from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from tests.helpers.tiny_lm import tiny_causal_lm
 from tests.rag.fakes import DictStore, FakeRetriever
-from tests.helpers.cli import fail, run
+from tests.helpers.cli import fail, run, trained_dir
 
 
 @pytest.fixture(scope="module")
@@ -107,13 +107,7 @@ def test_ask_end_to_end_over_a_real_index(model_dir, tmp_path, capsys):
 
 
 def test_from_pretrained_layout(model_dir, tmp_path, capsys):
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    (kb / "a.txt").write_text("The Eiffel Tower in Paris was completed in 1889.", encoding="utf-8")
-    run(capsys, "index", str(kb), "--index", str(tmp_path / "idx"))
-    rag = RAG.from_index(tmp_path / "idx", model=str(model_dir), k=1, mode="rag-token")
-    rag.generator.defaults.max_new_tokens = 2
-    rag.save_pretrained(tmp_path / "trained")
+    trained_dir(capsys, tmp_path, model_dir, mode="rag-token", max_new_tokens=2)
     meta = json.loads((tmp_path / "trained" / "ragtune.json").read_text())
     assert meta["rag"]["mode"] == "rag-token" and Path(meta["index"]) == (tmp_path / "idx").resolve()
     again = RAG.from_pretrained(tmp_path / "trained")

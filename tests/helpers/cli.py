@@ -53,3 +53,18 @@ def assert_user_error(proc, *, code: int = 2, contains: str = "") -> str:
     assert err and "\n" not in err, f"stderr is not one line: {proc.stderr!r}"
     assert contains in err, err
     return err
+
+
+def trained_dir(capsys, tmp_path, model_dir, *, mode: str, max_new_tokens: int):
+    """An index of one sentence about the Eiffel Tower and a trained-model directory over it (``save_pretrained``
+    of an untrained RAG): what `--model DIR` / `--trained DIR` and `export` take. Returns (index, trained)."""
+    from ragtune.rag.model import RAG
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.txt").write_text("The Eiffel Tower in Paris was completed in 1889.", encoding="utf-8")
+    run(capsys, "index", str(kb), "--index", str(tmp_path / "idx"))
+    rag = RAG.from_index(tmp_path / "idx", model=str(model_dir), k=1, mode=mode)
+    rag.generator.defaults.max_new_tokens = max_new_tokens
+    rag.save_pretrained(tmp_path / "trained")
+    return tmp_path / "idx", tmp_path / "trained"

@@ -9,7 +9,7 @@ pytest.importorskip("ctranslate2", reason="the fast backend is the optional extr
 from ragtune.generation.ct2 import CT2Generator  # noqa: E402
 from ragtune.generation.generator import Generator  # noqa: E402
 from ragtune.rag.model import RAG  # noqa: E402
-from tests.helpers.cli import run  # noqa: E402
+from tests.helpers.cli import run, trained_dir  # noqa: E402
 from tests.helpers.tiny_lm import tiny_causal_lm  # noqa: E402
 from tests.rag.fakes import DictStore, FakeRetriever  # noqa: E402
 
@@ -41,13 +41,7 @@ def test_answers_equal_torch(lm, mode):
 
 
 def test_export_of_a_trained_directory_runs_with_ask(lm, tmp_path, capsys):
-    kb = tmp_path / "kb"
-    kb.mkdir()
-    (kb / "a.txt").write_text("The Eiffel Tower in Paris was completed in 1889.", encoding="utf-8")
-    run(capsys, "index", str(kb), "--index", str(tmp_path / "idx"))
-    rag = RAG.from_index(tmp_path / "idx", model=str(lm), k=1, mode="concat")
-    rag.generator.defaults.max_new_tokens = 4
-    rag.save_pretrained(tmp_path / "trained")
+    trained_dir(capsys, tmp_path, lm, mode="concat", max_new_tokens=4)
     run(capsys, "export", str(tmp_path / "trained"), "--out", str(tmp_path / "fast"))
     assert (tmp_path / "fast" / "generator" / "model.bin").exists()
     torch_answer = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--model", str(tmp_path / "trained"), "--json"))
