@@ -79,8 +79,9 @@ def main() -> None:
             table.add_column("score", justify="right")
             table.add_column("title")
             table.add_column("passage", overflow="fold")
-            for (pid, score), p in zip(hits.row(row), idx.passages(i for i, _ in hits.row(row))):
-                table.add_row(f"{score:.2f}", p.title, p.text[:160].replace("\n", " ") + "…")
+            for p, score in zip(hits.passages(idx.store)[row], hits.scores[row]):
+                if p is not None:
+                    table.add_row(f"{score:.2f}", p.title, p.text[:160].replace("\n", " ") + "…")
             console.print(table)
     console.rule(f"[bold]3. Ask ({args.mode}, top-{args.k} passages, {args.model})")
     from ragtune.rag.model import RAG

@@ -28,7 +28,7 @@ def write_docs(root: Path, docs: dict[str, str]) -> None:
 def top_doc(idx: Index, query: str) -> str | None:
     hits = idx.retriever("bm25").search([query], 1)
     row = hits.row(0)
-    return idx.passages([row[0][0]])[0].doc_id if row else None
+    return hits.passages(idx.store)[0][0].doc_id if row else None
 
 
 @pytest.fixture
@@ -137,7 +137,7 @@ def test_add_tfidf_beside_bm25(corpus, tmp_path):
     with Index.open(tmp_path / "idx") as idx:
         assert idx.kinds == ["bm25", "tfidf"]
         hits = idx.retriever("tfidf").search(["Danube Vienna"], 1)
-        assert idx.passages([hits.ids[0, 0]])[0].doc_id == "rivers.txt"
+        assert hits.passages(idx.store)[0][0].doc_id == "rivers.txt"
         with pytest.raises(RagtuneError, match="no dense"):
             idx.retriever("dense")
 

@@ -73,17 +73,20 @@ class RAG:
         generator: Generator,
         store: Any,
         *,
-        mode: str = "concat",
-        k: int = 5,
-        doc_temperature: float = 1.0,
+        mode: str | None = None,
+        k: int | None = None,
+        doc_temperature: float | None = None,
         thorough: bool = True,
     ) -> None:
+        from ragtune.config import RagConfig
+
+        defaults = RagConfig()  # the one place mode, k and doc_temperature default
         self.retriever = retriever
         self.generator = generator
         self.store = store
-        self.mode = check_mode(mode)
-        self.k = k
-        self.doc_temperature = doc_temperature
+        self.mode = check_mode(mode or defaults.mode)
+        self.k = k or defaults.k
+        self.doc_temperature = defaults.doc_temperature if doc_temperature is None else doc_temperature
         self.thorough = thorough
         self.retriever_kind = getattr(retriever, "kind", None)
 

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, TypeVar
+from typing import Callable, Sequence, TypeVar
 
 from ragtune.atomic import recover_dir
 from ragtune.config import Config, RerankConfig
@@ -187,9 +187,6 @@ class Index:
                                                   lambda: registry.load(kind, self.path / kind, device=device))
         return self._retrievers[key]
 
-    def passages(self, ids: Iterable[int]) -> list[Passage | None]:
-        return self.store.get(list(ids))
-
     def search(self, queries: Sequence[str], k: int = 10, retriever: str | None = None, *, device: str | None = None,
                rerank: RerankConfig | None = None) -> list[list["ScoredPassage"]]:
         """The top-k passages of each query, resolved from the store, best first; ``rerank`` names a cross-encoder."""
@@ -197,12 +194,8 @@ class Index:
 
         base = self.retriever(retriever, device=device)
         hits = (maybe_rerank(base, rerank, self.store) if rerank else base).search(list(queries), k)
-        out = []
-        for row in range(len(hits)):
-            pairs = hits.row(row)
-            found = self.passages(i for i, _ in pairs)
-            out.append([ScoredPassage(p, s) for (_, s), p in zip(pairs, found) if p is not None])
-        return out
+        return [[ScoredPassage(p, float(s)) for p, s in zip(row, scores) if p is not None]
+                for row, scores in zip(hits.passages(self.store), hits.scores)]
 
     def close(self) -> None:
         if self._store is not None:
