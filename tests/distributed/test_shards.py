@@ -127,3 +127,17 @@ def test_interrupted_sharded_write_leaves_previous_index(tmp_path, beir_dir, con
         got = i.retriever("bm25").search(queries, 10)
         np.testing.assert_array_equal(got.ids, want.ids)
         np.testing.assert_array_equal(got.scores, want.scores)
+
+
+def test_dense_ties_at_the_kth_score_go_to_smaller_ids():
+    from ragtune.retrieval.dense.vector_index import VectorIndex
+
+    v = np.ones((30, 4), dtype=np.float32)
+    v[::3] *= 2  # ids 27, 24, ..., 0 score 2x the others
+    ids = np.arange(29, -1, -1)  # inserted from the largest id down
+    index = VectorIndex(4)
+    index.add(ids, v)
+    scores, got = index.search(np.ones((3, 4), np.float32), 12)
+    big = sorted(ids[::3].tolist())
+    assert got[0].tolist() == big + sorted(set(range(30)) - set(big))[:2]
+    assert (got == got[0]).all()

@@ -28,6 +28,7 @@ SHORT_NAMES = {"flat": "Flat", "hnsw": "HNSW32"}
 INDEX_FILE, META_FILE, SIDE_FILE = "index.faiss", "index.json", "vectors.npz"
 AUTO_IVFPQ_MIN = 9984  # 39 points per PQ codeword (FAISS' advice); below this exact search is fast anyway
 REBUILD_FRACTION = 0.25  # rebuild a tombstoned index once this share of it is dead
+TIE_MARGIN = 16  # extra hits fetched so that ties at the k-th score resolve to the smaller ids
 
 
 def _pq_subquantizers(dim: int) -> int:
@@ -218,10 +219,13 @@ class VectorIndex:
         if self._index is None or len(self) == 0 or k == 0 or n == 0:
             return scores, ids
         kk = min(k, int(self._index.ntotal))
-        d, i = self._index.search(q, kk, params=self._search_params(kk))
+        # Equal scores go to the smaller id, as the sparse engine and the shard merge order them. FAISS keeps any
+        # one of a tie at the k-th score (which one can vary with its threads), so a few more are fetched and cut.
+        wide = min(kk + TIE_MARGIN, int(self._index.ntotal))
+        d, i = self._index.search(q, wide, params=self._search_params(wide))
         d[i < 0] = -np.inf  # FAISS pads with -FLT_MAX under inner product
-        order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=1)  # equal scores: smaller id first,
-        d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)  # as sparse and shards do
+        order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=1)[:, :kk]
+        d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
         scores[:, :kk], ids[:, :kk] = d, i
         return scores, ids
 
