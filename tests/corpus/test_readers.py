@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from ragtune.config import CorpusConfig
+from ragtune.corpus.files import iter_files
 from ragtune.corpus.readers import (
     ReadStats,
     UnreadableFile,
-    iter_files,
     markdown_to_text,
     read_beir_corpus,
     read_file,

@@ -1,15 +1,8 @@
-"""Documents, passages, readers, chunking and the on-disk passage store."""
+"""Documents, passages, finding files, readers, chunking and the on-disk passage store."""
 from ragtune.corpus.beir import BeirDataset, load_beir
 from ragtune.corpus.chunking import chunk_document, chunk_documents
-from ragtune.corpus.readers import (
-    ReadStats,
-    UnreadableFile,
-    iter_files,
-    iter_files_with_roots,
-    read_beir_corpus,
-    read_file,
-    read_paths,
-)
+from ragtune.corpus.files import iter_files, iter_files_with_roots
+from ragtune.corpus.readers import ReadStats, UnreadableFile, read_beir_corpus, read_file, read_paths
 from ragtune.corpus.squad import QARecord, SquadData, load_qa_jsonl, load_squad, open_book_split
 from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
 from ragtune.corpus.types import Document, Passage

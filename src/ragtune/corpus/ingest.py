@@ -59,7 +59,7 @@ class _Source:
 
 def _collect_sources(paths: Sequence[Path], beir: Sequence[Path], known: dict[str, str],
                      skipped: list[tuple[str, str]]) -> tuple[list[_Source], list[Path]]:
-    from ragtune.corpus.readers import iter_files_with_roots, resolved
+    from ragtune.corpus.files import iter_files_with_roots, resolved
     from ragtune.corpus.store import file_fingerprint
 
     sources: list[_Source] = []
