@@ -53,7 +53,7 @@ def test_openai_client_plain_and_streaming(idx):
 
 
 def test_concurrent_answers_share_batches_and_searches_do_not_wait(idx):
-    fake = FakeRAG(delay=0.15)  # 6 words: about a second a batch
+    fake = FakeRAG(delay=0.4)  # 6 words: over two seconds a batch
     with serve(idx, fake, max_batch_size=8, max_wait_ms=100) as url, httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
         def ask(i):
             return http.post("/api/ask", json={"question": f"q{i}"})
@@ -67,7 +67,7 @@ def test_concurrent_answers_share_batches_and_searches_do_not_wait(idx):
             running = not all(f.done() for f in futures)
             answers = [f.result() for f in futures]
         assert search.status_code == 200 and search.json()["hits"]
-        assert running and search_s < 0.5, search_s  # answered while the generation ran
+        assert running and search_s < 1.0, search_s  # answered while the generation ran, not after it
         assert all(r.status_code == 200 for r in answers)
         assert sorted(r.json()["answer"] for r in answers) == sorted(f"the answer to q{i} is 1889" for i in range(8))
         assert max(len(b) for b in fake.batches) > 1 and sum(map(len, fake.batches)) == 8
