@@ -9,6 +9,7 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+BACKEND_HELP = "Generator backend: torch, or ctranslate2 (fast inference: int8 on CPU; needs ragtune[fast])."
 console = Console()
 err_console = Console(stderr=True)
 

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import convert_app, eval_app
-from ragtune.cli.common import console, err_console, print_json, progress_bar
+from ragtune.cli.common import BACKEND_HELP, console, err_console, print_json, progress_bar
 
 
 def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False,
@@ -46,6 +46,7 @@ def eval_kgqa_cmd(
     batch_size: int = typer.Option(16, "--batch-size", min=1),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write every prediction as JSONL here."),
     device: str = typer.Option("cpu", "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     as_json: bool = typer.Option(False, "--json", help='Print {"hits@1", "em", "f1", "path_recall@k", "n", ...}.'),
 ) -> None:
     """Hits@1, EM/F1 and path recall@k of knowledge-graph question answering, and seconds per question."""
@@ -58,7 +59,8 @@ def eval_kgqa_cmd(
     rows = load_kgqa(dataset, problems)[:limit]
     for p in problems[:5]:
         err_console.print(f"skipped {dataset} {p}", soft_wrap=True, markup=False)
-    rag = open_rag(index, model=model, trained=trained, mode=mode or "path", k=k, retriever=retriever, device=device)
+    rag = open_rag(index, model=model, trained=trained, mode=mode or "path", k=k, retriever=retriever, device=device,
+                   backend=backend)
     opts = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
     with progress_bar(as_json) as progress:
         report = evaluate_kgqa(rag, rows, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t), **opts)

@@ -9,9 +9,8 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import RAY_HELP, console, err_console, print_json, progress_bar, start_ray
+from ragtune.cli.common import BACKEND_HELP, RAY_HELP, console, err_console, print_json, progress_bar, start_ray
 
-BACKEND_HELP = "Generator backend: torch, or ctranslate2 (fast inference: int8 on CPU; needs ragtune[fast])."
 MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
 
