@@ -154,7 +154,12 @@ class TrainingConfig(Section):
     save_every: int = 200
     early_stopping_patience: int | None = None
     seed: int = 0
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # auto: bf16 autocast where the device computes bf16 natively (CPU: AVX512-BF16 or AMX), else fp32;
+    # weights, gradients and optimiser state stay float32 (training/precision.py)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # recompute activations in backward: auto = the generator when it trains, the encoder when passages are
+    # re-embedded with gradient (train_doc_encoder); long sequences are where the memory goes (training/memory.py)
+    gradient_checkpointing: Literal["auto"] | bool = "auto"
     device: str = "cpu"
 
 

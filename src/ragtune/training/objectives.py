@@ -10,7 +10,6 @@ the frozen index (``hits.vectors``), or re-embedded with gradient when the docum
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ from ragtune.config import TrainingConfig
 from ragtune.corpus.squad import QARecord
 from ragtune.errors import RagtuneError
 from ragtune.retrieval.base import EMPTY_ID, Hits
-from ragtune.training import negatives as neg
+from ragtune.training import negatives as neg, precision
 from ragtune.training.losses import in_batch_contrastive, lm_supervised_kl, rag_sequence_nll, rag_token_nll
 
 
@@ -50,6 +49,7 @@ class Objective:
     def __init__(self, rag: Any, cfg: TrainingConfig, encoder: Any, doc_encoder: Any, negatives: Any = None) -> None:
         self.rag, self.cfg = rag, cfg
         self.encoder, self.doc_encoder, self.negatives = encoder, doc_encoder, negatives
+        self.precision = precision.resolve(cfg.precision, cfg.device)  # "auto" decided once, here
 
     def loss(self, batch: Sequence[QARecord], mode: str | None = None) -> torch.Tensor:
         if self.cfg.objective == "contrastive":
@@ -109,11 +109,8 @@ class Objective:
     # -- retrieval scores with gradient --------------------------------------------------------------------
 
     def autocast(self):
-        prec, dev = self.cfg.precision, self.cfg.device
-        if prec == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if prec == "bf16" else torch.float16
-        return torch.autocast(device_type="cuda" if dev.startswith("cuda") else "cpu", dtype=dtype)
+        """The forward passes' mixed precision (``precision.autocast`` of the run's resolved precision)."""
+        return precision.autocast(self.precision, self.cfg.device)
 
     def _retrieve(self, questions: list[str]) -> tuple[Hits, list[list[Any]]]:
         retriever = self.rag.retriever

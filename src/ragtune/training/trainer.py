@@ -35,7 +35,7 @@ from ragtune.distributed.torch_ddp import (DistInfo, all_reduce_grads, all_sum, 
 from ragtune.evaluation.matching import recall_hits
 from ragtune.evaluation.metrics import exact_match, f1_score
 from ragtune.rag.trained import DENSE_INDEX_DIR
-from ragtune.training import checkpoint as ckpt, schedule
+from ragtune.training import checkpoint as ckpt, memory, schedule
 from ragtune.training.objectives import Objective, check_rows
 
 METRICS_FILE = "metrics.jsonl"
@@ -98,7 +98,9 @@ class Trainer:
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
         self._index_stale = False  # True once the document encoder has changed since the index was encoded
         self._setup_modules()
+        self.checkpointing = memory.apply(self.modules, config)  # {module: gradient checkpointing on}
         self.objective = Objective(rag, config, self.encoder, self.doc_encoder, negatives)
+        self.precision = self.objective.precision  # "auto" resolved: what the forward passes compute in
 
     # -- setup ---------------------------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class Trainer:
         cfg, info = self.cfg, self.info
         total = self.total_steps
         opt, sched = self._optimizer(total)
-        scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" and cfg.device.startswith("cuda") else None
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and cfg.device.startswith("cuda") else None
         step, best, bad_evals = 0, None, 0
         ckpt.seed_everything(cfg.seed + info.rank)
         if resume:

@@ -1,0 +1,50 @@
+"""Gradient checkpointing: which trained modules recompute their activations in the backward pass.
+
+A RAG step runs the generator over B x k prompts of a few hundred tokens; storing every layer's activations for
+the backward pass is most of a step's memory. Checkpointing keeps only each layer's input and recomputes the
+layer in backward (about one more forward pass of compute). ``"auto"`` turns it on where sequences are long:
+the generator whenever it trains, and the encoder only when passages are re-embedded with gradient
+(``train_doc_encoder``); the query side alone encodes ~15-token questions, where it would cost time for nothing.
+Non-reentrant checkpointing (``use_reentrant=False``) preserves the RNG state, so dropout masks and gradients
+are those of the run without it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ragtune.config import TrainingConfig
+from ragtune.errors import RagtuneError
+
+
+def wanted(cfg: TrainingConfig, module: str) -> bool:
+    """Whether ``module`` ("generator", "encoder" or "doc_encoder", as in ``Trainer.modules``) checkpoints."""
+    if cfg.gradient_checkpointing != "auto":
+        return bool(cfg.gradient_checkpointing)
+    if module == "generator":
+        return True
+    return cfg.train_doc_encoder and (module == "doc_encoder" or cfg.train_query_encoder)
+
+
+def enable(model: Any, on: bool, *, required: bool) -> bool:
+    """Turn transformers' gradient checkpointing on or off for ``model`` (a PEFT wrapper reaches the model inside);
+    returns whether it is on. A model without support is an error when ``required``, else left as it is."""
+    if not getattr(model, "supports_gradient_checkpointing", False):
+        if on and required:
+            raise RagtuneError(f"{type(model).__name__} does not support gradient checkpointing; "
+                               "set training.gradient_checkpointing = false")
+        return False
+    # transformers 5 renamed gradient_* to activation_checkpointing_* (the old names warn until v6)
+    new_api = hasattr(model, "activation_checkpointing_enable")
+    if on and new_api:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif getattr(model, "is_activation_checkpointing" if new_api else "is_gradient_checkpointing", False):
+        (model.activation_checkpointing_disable if new_api else model.gradient_checkpointing_disable)()
+    return on
+
+
+def apply(modules: dict[str, Any], cfg: TrainingConfig) -> dict[str, bool]:
+    """Checkpointing for every trained module as the config asks; returns {module name: on}."""
+    required = cfg.gradient_checkpointing is True
+    return {name: enable(m, wanted(cfg, name), required=required) for name, m in modules.items()}
