@@ -15,6 +15,10 @@ step_time_ratio_hf_rag = ragtune seconds / transformers seconds.
 
     .venv/bin/python benchmarks/bench_finetune.py --train-minutes 15 --n-test 50 --k 3
     .venv/bin/python benchmarks/bench_finetune.py --step-time-only --step-reps 3 --k 2 --out benchmarks/results/finetune_steptime.json
+    .venv/bin/python benchmarks/bench_finetune.py --lean-compare --steps 6 --k 2   # fp32 vs bf16, +-checkpointing
+
+``--precision`` and ``--checkpointing`` set the training run's ``[training] precision`` and
+``gradient_checkpointing``; ``--lean-compare`` runs bench_train_lean.py's step-time / peak-RSS comparison.
 """
 from __future__ import annotations
 
@@ -228,6 +232,11 @@ def main() -> None:
     ap.add_argument("--skip-before", action="store_true", help="train without the before evaluation (run --before-only apart)")
     ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
+    ap.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--lean-compare", action="store_true", help="bench_train_lean.py: fp32 vs bf16, +-checkpointing")
+    ap.add_argument("--configs", default="fp32,bf16,fp32+ckpt,bf16+ckpt", help="--lean-compare's configurations")
+    ap.add_argument("--steps", type=int, default=6, help="--lean-compare: steps per configuration (first untimed)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     # One thread: on a shared 2-core machine two spinning OpenMP threads per process thrash.
@@ -235,6 +244,13 @@ def main() -> None:
     modes = args.modes.split(",")
     if args.merge:
         return merge_parts(args.out, args.merge)
+    if args.lean_compare:
+        from bench_train_lean import OUT as LEAN_OUT, compare
+
+        out = args.out if args.out != OUT else LEAN_OUT
+        compare(args.configs.split(","), args.steps, args.k, args.batch_size, args.threads, out,
+                "python benchmarks/bench_finetune.py " + " ".join(sys.argv[1:]))
+        return
 
     split, passages, pid_of = squad_open_book()
     sample, sample_source = test_sample(split.test)
@@ -283,7 +299,8 @@ def main() -> None:
         save()
     if args.step_reps > 0:
         log("step time: ragtune vs transformers RAG (full fine-tuning, same batch, k and sequences)")
-        full = Trainer(rag, train_rows, None, TrainingConfig(batch_size=args.batch_size, max_steps=1), WORK / "steptime",
+        full = Trainer(rag, train_rows, None, TrainingConfig(batch_size=args.batch_size, max_steps=1, precision="fp32",
+                                                    gradient_checkpointing=False), WORK / "steptime",
                        progress=False)
         base = {n: p.detach().clone() for n, p in gen.model.state_dict().items()}
         enc_base = {n: p.detach().clone() for n, p in retriever.encoder.model.state_dict().items()}
@@ -308,7 +325,9 @@ def main() -> None:
 
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
                          encoder_lr=args.encoder_lr, batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
-                         eval_every=10**9, save_every=10**9, seed=0)
+                         eval_every=10**9, save_every=10**9, seed=0, precision=args.precision,
+                         gradient_checkpointing={"on": True, "off": False}.get(args.checkpointing, "auto"))
+    res.update(precision=args.precision, gradient_checkpointing=args.checkpointing)
     seed_everything(cfg.seed)  # LoRA's adapters are initialised from the global RNG
     trainer = Trainer(rag, train_rows, None, cfg, WORK / "finetune_out", progress=False)
     # The schedule decays over the steps the time budget should allow, measured on the first few steps.
