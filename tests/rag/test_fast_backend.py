@@ -54,3 +54,22 @@ def test_export_of_a_trained_directory_runs_with_ask(lm, tmp_path, capsys):
     backend = json.loads(run(capsys, "ask", "Eiffel?", "--index", str(tmp_path / "idx"), "--model", str(lm),
                              "--backend", "ctranslate2", "--json"))
     assert set(backend) >= {"answer", "logprob", "citations"}
+
+
+def test_serve_answers_on_the_fast_backend(lm, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from ragtune.config import Config
+    from ragtune.retrieval.update import update
+    from ragtune.server import create_app
+
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.txt").write_text("The Eiffel Tower in Paris was completed in 1889.", encoding="utf-8")
+    update(tmp_path / "idx", [kb], config=Config().updated(generator={"model": str(lm), "max_new_tokens": 3}))
+    app = create_app(tmp_path / "idx", backend="ctranslate2")
+    out = TestClient(app).post("/api/ask", json={"question": "When was the Eiffel Tower completed?", "k": 1})
+    assert out.status_code == 200, out.text
+    assert isinstance(app.state.holder.generator, CT2Generator)
+    direct = RAG.open(tmp_path / "idx", backend="ctranslate2", k=1).ask("When was the Eiffel Tower completed?")
+    assert out.json()["answer"] == direct.answer and out.json()["citations"][0]["text"].startswith("The Eiffel Tower")

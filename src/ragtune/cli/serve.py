@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from ragtune.cli.app import app
-from ragtune.cli.common import RAY_HELP, start_ray
+from ragtune.cli.common import BACKEND_HELP, RAY_HELP, start_ray
 from ragtune.errors import RagtuneError
 
 
@@ -35,6 +35,7 @@ def serve_cmd(
     host: Optional[str] = typer.Option(None, "--host", help="Default 127.0.0.1 ([server] host)."),
     port: Optional[int] = typer.Option(None, "--port", help="Default 8000 ([server] port); 0 picks a free one."),
     device: Optional[str] = typer.Option(None, "--device"),
+    backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY",
                                           help="Require Authorization: Bearer KEY on every route but /health and the page."),
     preload: bool = typer.Option(False, "--preload", help="Load the models at start; /ready is 503 until they are loaded."),
@@ -63,7 +64,7 @@ def serve_cmd(
         "host": host, "port": port, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "queue_size": queue_size,
         "timeout_s": timeout, "preload": preload or None}.items() if v is not None})
     cfg = type(cfg).model_validate(cfg.model_dump())  # the overrides obey the same bounds as the file
-    api = create_app(index, device=device, config=cfg, api_key=api_key or None)
+    api = create_app(index, device=device, config=cfg, api_key=api_key or None, backend=backend)
     sock = listen(cfg.host, cfg.port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -29,9 +29,11 @@ class ModelHolder:
     the index's configured one, ``generator`` None for the first RAG built (it loads the model).
     """
 
-    def __init__(self, index_dir: str | Path, *, device: str | None = None, rag_factory: Callable[..., Any] | None = None):
+    def __init__(self, index_dir: str | Path, *, device: str | None = None, rag_factory: Callable[..., Any] | None = None,
+                 backend: str | None = None):
         self.index_dir = Path(index_dir)
         self.device = device
+        self.backend = backend  # the generator's: torch or ctranslate2 (None: the index's [generator] backend)
         self._factory = rag_factory
         self._lock = threading.RLock()
         self._stamp = _stamp(self.index_dir)
@@ -67,7 +69,8 @@ class ModelHolder:
         else:
             from ragtune.rag.model import RAG
 
-            rag = RAG.from_index(self.index_dir, retriever=retriever, device=self.device or "cpu", generator=self.generator)
+            rag = RAG.from_index(self.index_dir, retriever=retriever, device=self.device or "cpu", generator=self.generator,
+                                 backend=self.backend)
         gen = getattr(rag, "generator", None)
         if self.generator is None and gen is not None:
             self.generator = gen
