@@ -14,6 +14,14 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def write_jsonl(path: Any, rows: Any) -> None:
+    """``rows`` as JSON lines at ``path``, atomically (a --predictions file is never half written)."""
+    from ragtune.atomic import atomic_file
+
+    with atomic_file(path) as f:
+        f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
 def print_json(data: Any) -> None:
     # plain print, not rich: --json output is for machines and must not be wrapped or coloured
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import convert_app, eval_app
-from ragtune.cli.common import BACKEND_HELP, console, err_console, print_json, progress_bar
+from ragtune.cli.common import BACKEND_HELP, console, err_console, print_json, progress_bar, write_jsonl
 
 
 def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False,
@@ -50,8 +50,6 @@ def eval_kgqa_cmd(
     as_json: bool = typer.Option(False, "--json", help='Print {"hits@1", "em", "f1", "path_recall@k", "n", ...}.'),
 ) -> None:
     """Hits@1, EM/F1 and path recall@k of knowledge-graph question answering, and seconds per question."""
-    import json
-
     from ragtune.cli.qa import open_rag
     from ragtune.kg.qa import evaluate_kgqa, load_kgqa
 
@@ -65,10 +63,7 @@ def eval_kgqa_cmd(
     with progress_bar(as_json) as progress:
         report = evaluate_kgqa(rag, rows, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t), **opts)
     if predictions is not None:
-        from ragtune.atomic import atomic_file
-
-        with atomic_file(predictions) as f:
-            f.write("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in report.predictions))
+        write_jsonl(predictions, report.predictions)
     if as_json:
         print_json(report.to_dict())
         return

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import BACKEND_HELP, RAY_HELP, console, err_console, print_json, progress_bar, start_ray
+from ragtune.cli.common import BACKEND_HELP, RAY_HELP, console, err_console, print_json, progress_bar, start_ray, write_jsonl
 
 MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
@@ -142,8 +142,6 @@ def eval_qa_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the report as one JSON object (em, f1, n, ...)."),
 ) -> None:
     """Exact match and F1 (SQuAD-normalised), gold-passage hit rate and seconds per question."""
-    import json
-
     from ragtune.evaluation.qa import evaluate_qa, load_qa_dataset
 
     examples = load_qa_dataset(dataset)[:limit]
@@ -153,7 +151,7 @@ def eval_qa_cmd(
         report = evaluate_qa(rag, examples, batch_size=batch_size, progress=lambda d, t: progress("answering", d, t),
                              **_decoding(None, max_new_tokens))
     if predictions is not None:
-        predictions.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in report.predictions), encoding="utf-8")
+        write_jsonl(predictions, report.predictions)
     if as_json:
         print_json(report.to_dict())
         return

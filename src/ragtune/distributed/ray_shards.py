@@ -310,15 +310,10 @@ class RayShardedRetriever(ShardedRetriever):
     @property
     def index(self) -> Any:
         """The whole vector index, gathered from the actors (for saving a checkpoint or a trained model)."""
-        from ragtune.retrieval.dense.vector_index import VectorIndex
+        from ragtune.distributed.shards import whole_index
 
         got = self._gather("vectors", self._live(), lambda s: ())
-        ids = np.concatenate([got[s][0] for s in got])
-        vecs = np.concatenate([got[s][1] for s in got])
-        order = np.argsort(ids, kind="stable")
-        whole = VectorIndex(self.encoder.dim)
-        whole.add(ids[order], vecs[order])
-        return whole
+        return whole_index([got[s] for s in got], self.encoder.dim)
 
     @index.setter
     def index(self, value: Any) -> None:

@@ -274,14 +274,8 @@ class ShardedRetriever:
     @property
     def index(self) -> Any:
         """The shards' vectors as one ``VectorIndex`` (checkpoints and saved models hold the whole index)."""
-        from ragtune.retrieval.dense.vector_index import VectorIndex
-
-        ids = np.concatenate([p.index.ids() for p in self.parts if len(p)])
-        vecs = np.concatenate([p.index.reconstruct(p.index.ids()) for p in self.parts if len(p)])
-        order = np.argsort(ids, kind="stable")
-        whole = VectorIndex(self.encoder.dim)
-        whole.add(ids[order], vecs[order])
-        return whole
+        return whole_index([(p.index.ids(), p.index.reconstruct(p.index.ids())) for p in self.parts if len(p)],
+                           self.encoder.dim)
 
     @index.setter
     def index(self, value: Any) -> None:
@@ -300,3 +294,16 @@ class ShardedRetriever:
 
     def __repr__(self) -> str:
         return f"ShardedRetriever({self.kind!r}, shards={len(self.parts)}, passages={len(self)})"
+
+
+def whole_index(parts: Sequence[tuple[np.ndarray, np.ndarray]], dim: int) -> Any:
+    """One flat ``VectorIndex`` of the shards' (ids, vectors), in id order (what checkpoints and saved models
+    hold)."""
+    from ragtune.retrieval.dense.vector_index import VectorIndex
+
+    ids = np.concatenate([i for i, _ in parts])
+    vecs = np.concatenate([v for _, v in parts])
+    order = np.argsort(ids, kind="stable")
+    whole = VectorIndex(dim)
+    whole.add(ids[order], vecs[order])
+    return whole

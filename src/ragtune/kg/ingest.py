@@ -7,7 +7,6 @@ file and line number; the rest of the file is indexed.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -68,7 +67,7 @@ def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None
     from ragtune.corpus.store import PassageStore, file_fingerprint, same_content
     from ragtune.retrieval import index as ix
     from ragtune.atomic import recover_dir, replace_dir
-    from ragtune.retrieval.update import _stage_copy
+    from ragtune.retrieval.update import stage
 
     t0 = time.perf_counter()
     recover_dir(index_dir)
@@ -78,12 +77,7 @@ def _update_locked(index_dir: Path, paths: Sequence[str | Path], sep: str | None
     if existing:
         with ix.Index.open(index_dir) as old:
             manifest = dict(old.manifest)
-    staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    if existing:
-        _stage_copy(index_dir, staging)
-    else:
-        staging.mkdir(parents=True)
+    staging = stage(index_dir, existing)
     report = TriplesReport()
     try:
         gdir = staging / GRAPH_DIR

@@ -141,12 +141,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
         raise RagtuneError(f"--shards must be at least 1, got {n_shards}")
     shard_sizes: list[int] = []
 
-    staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    if existing:
-        _stage_copy(index_dir, staging)
-    else:
-        staging.mkdir(parents=True)
+    staging = stage(index_dir, existing)
     try:
         store = load_part(index_dir, STORE, lambda: PassageStore(staging / STORE))
         added, removed = sync_store(store, paths, beir, config, report, progress)
@@ -219,6 +214,18 @@ def _add(r, passages, ray: str | None) -> None:
         add_encoded(r, passages, ray)
     else:
         r.add(passages)
+
+
+def stage(index_dir: Path, existing: bool) -> Path:
+    """A fresh staging directory for an update of ``index_dir`` by this process: a copy of the index when it
+    exists (``_stage_copy``), else empty. The caller holds the writer lock and swaps it in with ``replace_dir``."""
+    staging = index_dir.with_name(f".{index_dir.name}.staging-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    if existing:
+        _stage_copy(index_dir, staging)
+    else:
+        staging.mkdir(parents=True)
+    return staging
 
 
 def _stage_copy(index_dir: Path, staging: Path) -> None:
