@@ -41,8 +41,8 @@ def rss_mb() -> float:
     return float("nan")
 
 
-def worker(args) -> None:
-    """One configuration: load, say "ready", then run step i for each "step i" line on stdin; "quit" ends."""
+def load(name: str, args):
+    """The Trainer of configuration ``name`` over the SQuAD rows, its optimiser and trained parameters."""
     import torch
 
     from bench_finetune import dense_retriever
@@ -56,7 +56,7 @@ def worker(args) -> None:
     from shared_data import MemoryStore, squad_open_book
 
     torch.set_num_threads(args.threads)
-    prec, ckpt = CONFIGS[args.worker]
+    prec, ckpt = CONFIGS[name]
     split, passages, pid_of = squad_open_book()
     rows = [QARecord(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.positive_doc_ids[0]]]) for q in split.train]
     random.Random(0).shuffle(rows)
@@ -65,28 +65,78 @@ def worker(args) -> None:
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=16, lora_alpha=32, lr=3e-4, encoder_lr=1e-5,
                          batch_size=args.batch_size, precision=prec, gradient_checkpointing=ckpt, seed=0)
     seed_everything(0)
-    tr = Trainer(rag, rows, None, cfg, HERE / ".work" / f"lean_{args.worker}", progress=False)
-    params = tr.params_gen + tr.params_enc
+    tr = Trainer(rag, rows, None, cfg, HERE / ".work" / f"lean_{name}", progress=False)
     opt, _ = schedule.optimizer(tr.params_gen, tr.params_enc, cfg, 1000)
+    return tr, rows, opt
+
+
+def step(tr, rows, opt, i: int, batch_size: int, saved=None) -> tuple[float, float]:
+    """Training step on rows batch i: (seconds, mean loss). ``saved``: a saved_tensors_hooks context for the forward."""
+    import contextlib
+
+    import torch
+
+    params = tr.params_gen + tr.params_enc
+    batch = rows[i * batch_size:(i + 1) * batch_size]
+    for m in tr.modules.values():
+        m.train()
+    t = time.perf_counter()
+    opt.zero_grad(set_to_none=True)
+    with saved or contextlib.nullcontext():
+        loss, n = tr.batch_loss(batch)
+    (loss / n).backward()
+    torch.nn.utils.clip_grad_norm_(params, tr.cfg.max_grad_norm)
+    opt.step()
+    return time.perf_counter() - t, float(loss.detach()) / n
+
+
+def worker(args) -> None:
+    """One configuration: load, say "ready", then run step i for each "step i" line on stdin; "quit" ends."""
+    tr, rows, opt = load(args.worker, args)
     print(json.dumps({"ready": True, "rss_loaded_mb": rss_mb(), "precision": tr.precision,
                       "checkpointing": tr.checkpointing}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if cmd[0] == "quit":
             break
-        i = int(cmd[1])
-        batch = rows[i * args.batch_size:(i + 1) * args.batch_size]
-        for m in tr.modules.values():
-            m.train()
-        t = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss, n = tr.batch_loss(batch)
-        (loss / n).backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
-        sec = time.perf_counter() - t
-        print(json.dumps({"step": i, "seconds": sec, "loss": float(loss.detach()) / n, "rss_mb": rss_mb()}), flush=True)
+        sec, loss = step(tr, rows, opt, int(cmd[1]), args.batch_size)
+        print(json.dumps({"step": int(cmd[1]), "seconds": sec, "loss": loss, "rss_mb": rss_mb()}), flush=True)
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+
+
+def profile(args) -> dict:
+    """Where one step's memory goes: RSS after loading, after a warm-up step, and the tensors autograd saves for
+    backward in the profiled step (the activations), by the size of their last dimension (576: SmolLM2's hidden
+    states, 1536: its MLP, 49152: vocabulary logits, 384: MiniLM, ...), next to the optimiser state."""
+    import torch
+
+    tr, rows, opt = load(args.profile, args)
+    out: dict = {"config": args.profile, "rss_after_load_mb": rss_mb()}
+    step(tr, rows, opt, 0, args.batch_size)
+    out["rss_after_warmup_step_mb"] = rss_mb()
+    seen: dict = {}
+    params = {p.untyped_storage().data_ptr() for m in (tr.generator.model, tr.encoder.model) for p in m.parameters()}
+
+    def pack(t):  # each storage once; the weights themselves (saved by every linear layer) are not activations
+        key = (t.untyped_storage().data_ptr(), t.dtype)
+        if key not in seen and key[0] not in params:
+            seen[key] = (t.untyped_storage().nbytes(), t.shape[-1] if t.dim() else 0, str(t.dtype))
+        return t
+
+    out["seconds"], _ = step(tr, rows, opt, 1, args.batch_size, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+    by_dim: dict = {}
+    for nbytes, last, dtype in seen.values():
+        k = f"last_dim_{last}_{dtype.removeprefix('torch.')}"
+        by_dim[k] = by_dim.get(k, 0) + nbytes / 2**20
+    out["saved_for_backward_mb"] = sum(by_dim.values())
+    out["saved_for_backward_by_last_dim_mb"] = dict(sorted(by_dim.items(), key=lambda kv: -kv[1])[:10])
+    state = [t for s in opt.state.values() for t in s.values() if torch.is_tensor(t)]
+    out["optimizer_state_mb"] = sum(t.numel() * t.element_size() for t in state) / 2**20
+    out["trainable_params_mb"] = sum(p.numel() * p.element_size() for p in tr.params_gen + tr.params_enc) / 2**20
+    out["rss_after_profiled_step_mb"] = rss_mb()
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out, indent=1), flush=True)
+    return out
 
 
 def _reply(p: subprocess.Popen) -> dict:
@@ -160,6 +210,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--worker", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
+    ap.add_argument("--profile", choices=sorted(CONFIGS), help="where one step of this configuration's memory goes")
     ap.add_argument("--configs", default="fp32,bf16,fp32+ckpt,bf16+ckpt")
     ap.add_argument("--steps", type=int, default=6, help="steps per configuration (the first is not timed)")
     ap.add_argument("--k", type=int, default=2)
@@ -169,6 +220,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.profile:
+        profile(args)
+        return
     compare(args.configs.split(","), args.steps, args.k, args.batch_size, args.threads, args.out,
             "python benchmarks/bench_train_lean.py " + " ".join(sys.argv[1:]))
 
