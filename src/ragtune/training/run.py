@@ -78,4 +78,5 @@ def fine_tune(
     seed_everything(t.seed)  # before the Trainer: LoRA's adapters are initialised from the global RNG
     trainer = Trainer(rag, train, dev, t, out_dir, index_dir=index_dir, progress=progress, negatives=negatives,
                       dist_info=info)
+    log.info("precision %s (config %s), gradient checkpointing %s", trainer.precision, t.precision, trainer.checkpointing)
     return trainer, trainer.train(resume=resume)
