@@ -15,7 +15,7 @@ from tests.server.live import live_server
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 if CHROMIUM is None:
-    pytest.skip("no Chromium on this machine (apt-get install -y chromium); .ci/run installs it", allow_module_level=True)
+    pytest.skip("no Chromium on this machine (apt-get install -y chromium); `make test` installs it when run as root", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the Python package; it drives the system Chromium)")
 
 

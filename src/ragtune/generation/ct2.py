@@ -106,16 +106,8 @@ class CT2Generator(Generator):
     def _prepare_ct2(self, export: Path) -> None:
         import json
 
-        tok = self._tokenizer
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token
         gen_cfg = export / "generation_config.json"
-        eos = json.loads(gen_cfg.read_text()).get("eos_token_id") if gen_cfg.exists() else None
-        eos = tok.eos_token_id if eos is None else eos
-        self._eos = [eos] if isinstance(eos, int) else list(eos)
-        if self._chat() and tok.eos_token_id is not None and tok.eos_token_id not in self._eos:
-            self._eos.insert(0, tok.eos_token_id)  # the chat turn ends on the template's end-of-turn token
-        self._pad = tok.pad_token_id
+        self._special_tokens(json.loads(gen_cfg.read_text()).get("eos_token_id") if gen_cfg.exists() else None)
 
     # ---- generation ----------------------------------------------------------------------------------------
 

@@ -129,13 +129,12 @@ class Generator(LazyModel):
         self._model = model.to(self.device).eval()
         self._prepare()
 
-    def _prepare(self) -> None:
+    def _special_tokens(self, gen_eos: Any) -> None:
+        """Pad and end tokens from the tokenizer and ``gen_eos`` (the generation config's eos, may be None);
+        every backend sets them up this way."""
         tok = self._tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        # Decoder-only batches are padded on the left so every row's next token comes from its last position.
-        tok.padding_side = "right" if self.is_seq2seq else "left"
-        gen_eos = getattr(getattr(self._model, "generation_config", None), "eos_token_id", None)
         eos = gen_eos if gen_eos is not None else tok.eos_token_id
         self._eos: list[int] = [eos] if isinstance(eos, int) else list(eos)
         if self._chat():  # the turn ends with the template's end-of-turn token; generation must stop on it too
@@ -143,6 +142,11 @@ class Generator(LazyModel):
             if end is not None and end not in self._eos:
                 self._eos.insert(0, end)
         self._pad: int = tok.pad_token_id
+
+    def _prepare(self) -> None:
+        self._special_tokens(getattr(getattr(self._model, "generation_config", None), "eos_token_id", None))
+        # Decoder-only batches are padded on the left so every row's next token comes from its last position.
+        self._tokenizer.padding_side = "right" if self.is_seq2seq else "left"
         base = self._model.get_base_model() if hasattr(self._model, "get_base_model") else self._model
         params = inspect.signature(type(base).forward).parameters
         self._keeps_logits = "logits_to_keep" in params
