@@ -102,6 +102,20 @@ class RagConfig(Section):
     doc_temperature: float = 1.0  # p(z|q) = softmax(f(q,z) / doc_temperature)
 
 
+class ChatConfig(Section):
+    """Conversations (`ragtune chat`, the server's chat route, `eval dialogue`): a turn's retrieval query and reply
+    prompt (``rag.history``)."""
+
+    query: Literal["history", "last-turn", "joined", "rewrite"] = "history"
+    lookback: int = Field(8, ge=0)  # earlier utterances read for the entities in play
+    decay: float = Field(0.9, gt=0, le=1)  # an entity's weight shrinks by this factor per utterance back
+    object_weight: float = Field(0.1, ge=0, le=1)  # entities the KB states no facts about (values) weigh this much
+    max_entities: int = Field(3, ge=1)  # topics a path search starts from
+    # the best passage's retrieval score f(q, z) below this: the reply is made without knowledge (None: always use it)
+    min_knowledge: float | None = None
+    template: str | None = None  # the reply prompt ({passages}, {history}, {question}); None: generation's default
+
+
 class ServerConfig(Section):
     """`ragtune serve`: request batching, limits and bounds (each default stated here once)."""
 
@@ -173,6 +187,7 @@ class Config(Section):
     rerank: RerankConfig = RerankConfig()
     generator: GeneratorConfig = GeneratorConfig()
     rag: RagConfig = RagConfig()
+    chat: ChatConfig = ChatConfig()
     training: TrainingConfig = TrainingConfig()
     server: ServerConfig = ServerConfig()
 

@@ -41,10 +41,11 @@ def citations_table(out: Any) -> Table:
     return table
 
 
-def _stream(rag: Any, question: str, history: list[tuple[str, str]], opts: dict[str, Any], show: bool = True) -> Any:
-    """The one answer path of ask and chat: ``RAG.stream`` (the same decoding as ``RAG.ask``), its text shown
-    as it arrives unless ``show`` is off; returns the ``RagOutput``."""
-    stream = rag.stream(question, history, **opts)
+def _stream(rag: Any, question: str, history: list[tuple[str, str]], opts: dict[str, Any], show: bool = True,
+            dialogue: bool = False) -> Any:
+    """The one answer path of ask and chat: ``RAG.stream`` (the same decoding as ``RAG.ask``, or ``RAG.chat_turn``
+    with ``dialogue``), its text shown as it arrives unless ``show`` is off; returns the ``RagOutput``."""
+    stream = rag.stream(question, history, dialogue=dialogue, **opts)
     for chunk in stream:
         if show:
             sys.stdout.write(chunk)
@@ -94,13 +95,21 @@ def chat_cmd(
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     sources: bool = typer.Option(False, "--sources", help="List the cited passages after each answer."),
+    query: Optional[str] = typer.Option(None, "--query", help="How a turn's retrieval query is built: history (entities "
+                                        "tracked over the conversation; the default), last-turn, joined or rewrite."),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
     device: str = typer.Option("cpu", "--device"),
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    as_json: bool = typer.Option(False, "--json", help="One JSON line a turn: the answer as `ask --json` prints it, plus "
+                                 "retrieval: {query, rewrite, entities}."),
 ) -> None:
-    """A multi-turn conversation over an index: one question a line on stdin; "exit" or end of input ends it."""
+    """A multi-turn conversation over an index: one message a line on stdin; "exit" or end of input ends it."""
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device, backend=backend)
+    if query is not None:
+        from ragtune.config import ChatConfig
+
+        rag.chat = ChatConfig.model_validate(rag.chat.model_dump() | {"query": query})
     opts = _decoding(None, max_new_tokens)
     history: list[tuple[str, str]] = []
     interactive = sys.stdin.isatty()
@@ -115,9 +124,11 @@ def chat_cmd(
             continue
         if message.lower() in ("exit", "quit"):
             break
-        out = _stream(rag, message, history, opts)
+        out = _stream(rag, message, history, opts, show=not as_json, dialogue=True)
         if out is None:
             continue
+        if as_json:
+            print_json(out.to_dict())
         history.append((message, out.answer))
         if sources and out.citations:
             console.print(citations_table(out))

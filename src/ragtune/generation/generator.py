@@ -169,9 +169,11 @@ class Generator(LazyModel):
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
-    def build_prompt(self, question: str, passages: Sequence[Passage] = (), history: Sequence[tuple[str, str]] = ()) -> str:
-        """The user message: numbered passages, the dialogue so far and the question (chat markup comes later)."""
-        return build_prompt(question, passages, history, self.prompt_template)
+    def build_prompt(self, question: str, passages: Sequence[Passage] = (), history: Sequence[tuple[str, str]] = (),
+                     template: str | None = None) -> str:
+        """The user message: numbered passages, the dialogue so far and the question (chat markup comes later);
+        ``template`` replaces the generator's own (a dialogue reply's, a rewrite's)."""
+        return build_prompt(question, passages, history, template or self.prompt_template)
 
     def render(self, prompt: str) -> str:
         """The exact text the model reads: the prompt inside the chat template when the model has one."""

@@ -18,6 +18,17 @@ DEFAULT_TEMPLATE = (
 # Without passages the instruction must not refer to them, or small models answer "the passages do not say".
 CLOSED_BOOK_TEMPLATE = "Answer the question with a short answer only (a few words), not a sentence.\n\n{history}Question: {question}\nAnswer:"
 
+# A dialogue reply, not a short answer: used for chat turns (``[chat] template`` replaces it).
+DIALOGUE_TEMPLATE = (
+    "Continue the conversation with one reply. Use the knowledge below where it helps and say what it says.\n\n"
+    "{passages}{history}User: {question}\nAssistant:"
+)
+# "Condense question": a follow-up made standalone, so retrieval can read it without the conversation.
+REWRITE_TEMPLATE = (
+    "Rewrite the user's last message as one standalone question that names what it is about.\n\n"
+    "{history}Last message: {question}\nStandalone question:"
+)
+
 FIELDS = ("passages", "history", "question")
 
 

@@ -132,6 +132,11 @@ class Graph:
         ptr = self.adjacency()[0]
         return int(ptr[entity + 1] - ptr[entity])
 
+    def has_facts(self, entity: int) -> bool:
+        """Whether the entity is the subject of some triple (not only ever an object, as a value is)."""
+        steps, _ = self.neighbours(entity)
+        return bool((steps % 2 == 0).any())
+
     # -- building -------------------------------------------------------------------------------------------
 
     def _entity(self, name: str) -> int:

@@ -18,7 +18,7 @@ from ragtune.errors import RagtuneError
 from ragtune.kg.graph import GRAPH_DIR, GRAPH_FILES, Graph
 from ragtune.kg.readers import Problem, read_triples
 
-TRIPLE_SUFFIXES = (".tsv", ".txt", ".nt", ".ttl", ".n3", ".jsonl")
+TRIPLE_SUFFIXES = (".tsv", ".txt", ".nt", ".ttl", ".n3", ".jsonl", ".json")
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _files(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
     files, roots = [], []
     for p in paths:
         if not p.exists():
-            raise RagtuneError(f"{p} does not exist: give triples files (.tsv .txt .nt .ttl .jsonl) or folders of them")
+            raise RagtuneError(f"{p} does not exist: give triples files (.tsv .txt .nt .ttl .jsonl .json) or folders of them")
         roots.append(p.resolve())
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TRIPLE_SUFFIXES)

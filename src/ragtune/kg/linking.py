@@ -146,3 +146,11 @@ class EntityLinker:
             if l.entity not in best:
                 best[l.entity] = l
         return sorted(best.values(), key=lambda l: (-l.score, l.entity))[:top]
+
+
+def linker_for(graph: Graph) -> EntityLinker:
+    """The graph's linker, built once and kept on the graph (the path retriever and chat tracking share it)."""
+    linker = getattr(graph, "_linker", None)
+    if linker is None:
+        linker = graph._linker = EntityLinker(graph)
+    return linker

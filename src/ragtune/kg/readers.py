@@ -1,5 +1,7 @@
 """Triple readers: TSV / ``.txt`` (``subject<TAB>relation<TAB>object``, or any ``sep``), N-Triples and Turtle
-(rdflib; ``rdfs:label`` gives display names), and JSONL ``{"subject", "relation", "object"}``.
+(rdflib; ``rdfs:label`` gives display names), JSONL ``{"subject", "relation", "object"}``, and a JSON file holding
+a list of triples (``[s, r, o]`` or objects as in JSONL) or an object of such lists (KdConv's knowledge base:
+``{entity: [[s, r, o], ...]}``).
 
 A malformed line never stops a read: it is recorded as a ``Problem`` (file, line, reason) and skipped.
 """
@@ -44,6 +46,8 @@ def read_triples(path: str | Path, sep: str | None = None) -> TripleFile:
             return _read_rdf(path, RDF_SUFFIXES[suffix])
         if suffix == ".jsonl":
             return _read_jsonl(path)
+        if suffix == ".json":
+            return _read_json(path)
         return _read_delimited(path, sep or "\t")
     except UnicodeDecodeError as e:
         raise RagtuneError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); give a UTF-8 triples file") from None
@@ -81,20 +85,53 @@ def _read_jsonl(path: Path) -> TripleFile:
     for n, line in _lines(path):
         try:
             row = json.loads(line)
-            s, r, o = (row[key] for key in ("subject", "relation", "object"))
         except json.JSONDecodeError as e:
             out.problems.append(Problem(str(path), n, f"not JSON ({e.msg})"))
             continue
-        except (KeyError, TypeError):
-            out.problems.append(Problem(str(path), n, 'needs "subject", "relation" and "object"'))
-            continue
-        if not all(isinstance(x, (str, int, float)) and str(x).strip() for x in (s, r, o)):
-            out.problems.append(Problem(str(path), n, "subject, relation and object must be non-empty strings"))
-            continue
-        out.triples.append((str(s).strip(), str(r).strip(), str(o).strip()))
-        for alias in row.get("subject_aliases", []) if isinstance(row, dict) else []:
-            out.labels.setdefault(str(s).strip(), []).append(str(alias))
+        _add_item(row, out, str(path), n, "")
     return out
+
+
+def _read_json(path: Path) -> TripleFile:
+    """A whole-file JSON: a list of items, or an object whose values are lists of items. A bad item is reported by
+    its position (``line`` 0, the position in the reason), since a JSON document need not have one item a line."""
+    out = TripleFile()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        out.problems.append(Problem(str(path), 0, f"not JSON ({e.msg} at line {e.lineno}); file skipped"))
+        return out
+    groups = data.items() if isinstance(data, dict) else [("", data)]
+    for key, items in groups:
+        where = f"{key!r} " if key else ""
+        if not isinstance(items, list):
+            out.problems.append(Problem(str(path), 0, f"{where}is not a list of triples"))
+            continue
+        for i, item in enumerate(items, 1):
+            _add_item(item, out, str(path), 0, f"{where}item {i}: ")
+    return out
+
+
+def _add_item(item, out: TripleFile, path: str, line: int, where: str) -> None:
+    """One triple: ``{"subject", "relation", "object"[, "subject_aliases"]}`` or ``[s, r, o]``."""
+    if isinstance(item, dict):
+        try:
+            s, r, o = (item[key] for key in ("subject", "relation", "object"))
+        except KeyError:
+            out.problems.append(Problem(path, line, f'{where}needs "subject", "relation" and "object"'))
+            return
+    elif isinstance(item, list) and len(item) == 3:
+        s, r, o = item
+    else:
+        out.problems.append(Problem(path, line, f'{where}expected {{"subject", "relation", "object"}} or [subject, relation, object]'))
+        return
+    if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) and str(x).strip() for x in (s, r, o)):
+        out.problems.append(Problem(path, line, f"{where}subject, relation and object must be non-empty strings"))
+        return
+    out.triples.append((str(s).strip(), str(r).strip(), str(o).strip()))
+    for alias in item.get("subject_aliases", []) if isinstance(item, dict) else []:
+        out.labels.setdefault(str(s).strip(), []).append(str(alias))
 
 
 def _read_rdf(path: Path, fmt: str) -> TripleFile:

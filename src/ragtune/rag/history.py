@@ -1,16 +1,41 @@
-"""Chat history as the RAG model reads it: (user, assistant) turns before the current question.
+"""Chat history as the RAG model reads it: (user, assistant) turns before the current message, and the retrieval
+query a turn is answered from.
 
 ``ragtune chat`` keeps turns as it goes; an OpenAI-style client sends the whole conversation as messages.
-``split_messages`` turns the latter into the former, so both faces hand ``RAG`` the same history (which then
-shapes the retrieval query, ``RAG.chat_query``, and the prompt).
+``split_messages`` turns the latter into the former, so both faces hand ``RAG`` the same history.
+
+The query of a turn (``[chat] query``):
+
+* ``last-turn``: the message alone;
+* ``joined``: the last user turns joined to the message (a follow-up's topic is usually in them);
+* ``history``: the KB entities in play (``kg.tracking``: linked over the conversation, recent ones weighing
+  more) are the topics a path retriever starts from, and their names are added to the text other retrievers
+  read; an index without triples falls back to ``joined``;
+* ``rewrite``: as ``history``, with the message first rewritten by the generator into a standalone question
+  ("condense question"); the rewrite is shown with the answer.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from ragtune.errors import RagtuneError
 
 Turn = tuple[str, str]
+QUERY_KINDS = ("history", "last-turn", "joined", "rewrite")
+
+
+class ChatQuery(str):
+    """A turn's retrieval query: the text retrievers read, plus ``topics`` ((entity name, weight), best first) for a
+    path retriever, which starts its search from them instead of linking the text, and ``rewrite``, the
+    generator's standalone question when one was made. A ``str``, so every retriever accepts it unchanged."""
+
+    topics: tuple[tuple[str, float], ...]
+    rewrite: str | None
+
+    def __new__(cls, text: str, topics: Sequence[tuple[str, float]] = (), rewrite: str | None = None) -> "ChatQuery":
+        q = super().__new__(cls, text)
+        q.topics, q.rewrite = tuple(topics), rewrite
+        return q
 
 
 def split_messages(messages: Sequence[tuple[str, str]]) -> tuple[str, list[Turn]]:
@@ -38,3 +63,31 @@ def split_messages(messages: Sequence[tuple[str, str]]) -> tuple[str, list[Turn]
             reply = merged[i + 1][1] if merged[i + 1][0] == "assistant" else ""
             history.append((text, reply))
     return question, history
+
+
+def utterances(history: Sequence[Turn], message: str) -> list[str]:
+    """The conversation as a flat list, oldest first, ending with ``message``; empty turns left out."""
+    return [t for u, a in history for t in (u, a) if t] + [message]
+
+
+def joined_query(message: str, history: Sequence[Turn], turns: int = 2) -> str:
+    """The last ``turns`` user turns and the message, joined."""
+    return " ".join([u for u, _ in list(history)[-turns:] if u] + [message])
+
+
+def conversation_query(message: str, history: Sequence[Turn], chat: Any, graph: Any = None, linker: Any = None,
+                       rewrite: str | None = None) -> str:
+    """The retrieval query of one turn under ``chat`` (a ``config.ChatConfig``); ``graph`` and ``linker`` are the
+    index's (None without triples), ``rewrite`` the generator's standalone question for ``chat.query == "rewrite"``."""
+    if chat.query == "last-turn":
+        return message
+    if chat.query == "joined" or linker is None:
+        return joined_query(message, history) if history else message
+    from ragtune.kg.tracking import track_entities
+
+    current = rewrite or message
+    tracked = track_entities(linker.link, utterances(history, current), has_facts=graph.has_facts, decay=chat.decay,
+                             object_weight=chat.object_weight, lookback=chat.lookback, top=chat.max_entities)
+    names = [graph.display(t.entity) for t in tracked]
+    extra = [n for n in names if n not in current]
+    return ChatQuery(" ".join([current, *extra]), [(graph.names[t.entity], t.score) for t in tracked], rewrite)

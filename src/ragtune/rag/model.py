@@ -77,8 +77,9 @@ class RAG:
         k: int | None = None,
         doc_temperature: float | None = None,
         thorough: bool = True,
+        chat: Any = None,
     ) -> None:
-        from ragtune.config import RagConfig
+        from ragtune.config import ChatConfig, RagConfig
 
         defaults = RagConfig()  # the one place mode, k and doc_temperature default
         self.retriever = retriever
@@ -88,6 +89,7 @@ class RAG:
         self.k = k or defaults.k
         self.doc_temperature = defaults.doc_temperature if doc_temperature is None else doc_temperature
         self.thorough = thorough
+        self.chat = chat or ChatConfig()  # how chat turns are retrieved for and prompted (rag.history)
         self.retriever_kind = getattr(retriever, "kind", None)
 
     # ---- construction --------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class RAG:
 
         rerank_cfg = cfg.rerank.model_copy(update={"device": device})
         rag = cls(maybe_rerank(index.retriever(kind, device=device), rerank_cfg, index.store), gen, index.store,
-                  mode=mode or cfg.rag.mode, k=k or cfg.rag.k, doc_temperature=cfg.rag.doc_temperature)
+                  mode=mode or cfg.rag.mode, k=k or cfg.rag.k, doc_temperature=cfg.rag.doc_temperature, chat=cfg.chat)
         rag.index = index
         rag.retriever_kind = kind
         return rag
@@ -189,16 +191,49 @@ class RAG:
 
     # ---- prompts -------------------------------------------------------------------------------------------
 
-    def _concat_prompt(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = ()) -> str:
-        return self.generator.build_prompt(question, [p for p in row if p is not None], history)
+    def _concat_prompt(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = (),
+                       template: str | None = None) -> str:
+        return self.generator.build_prompt(question, [p for p in row if p is not None], history, template)
 
-    def _single_prompts(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = ()) -> list[str]:
-        return [self.generator.build_prompt(question, [p] if p is not None else [], history) for p in row]
+    def _single_prompts(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = (),
+                        template: str | None = None) -> list[str]:
+        return [self.generator.build_prompt(question, [p] if p is not None else [], history, template) for p in row]
 
-    @staticmethod
-    def chat_query(message: str, history: Sequence[tuple[str, str]] = (), turns: int = 2) -> str:
-        """The retrieval query of a chat turn: the last user turns carry the topic a follow-up ("and when?") omits."""
-        return " ".join([u for u, _ in list(history)[-turns:]] + [message])
+    def reply_template(self, dialogue: bool) -> str | None:
+        """The prompt of a chat reply (``[chat] template``, else the dialogue default); None: the generator's own."""
+        from ragtune.generation.prompts import DIALOGUE_TEMPLATE
+
+        return (self.chat.template or DIALOGUE_TEMPLATE) if dialogue else None
+
+    # ---- conversations -------------------------------------------------------------------------------------
+
+    def turn_queries(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]]) -> list[str]:
+        """The retrieval query of each chat turn under ``[chat] query`` (``rag.history.conversation_query``)."""
+        from ragtune.rag.history import conversation_query
+
+        index = getattr(self, "index", None)
+        graph = index.graph if index is not None and getattr(index, "has_graph", False) else None
+        linker = None
+        if graph is not None:
+            from ragtune.kg.linking import linker_for
+
+            linker = linker_for(graph)
+        rewrites = self.rewrite(messages, histories) if self.chat.query == "rewrite" else [None] * len(messages)
+        return [conversation_query(m, tuple(h), self.chat, graph, linker, r) for m, h, r in zip(messages, histories, rewrites)]
+
+    def rewrite(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]]) -> list[str | None]:
+        """The generator's standalone version of each message that has a history (greedy, one line; None without
+        history, where the message already stands alone)."""
+        from ragtune.generation.prompts import REWRITE_TEMPLATE
+
+        todo = [i for i, h in enumerate(histories) if h]
+        out: list[str | None] = [None] * len(messages)
+        if todo:
+            prompts = [self.generator.build_prompt(messages[i], (), histories[i], REWRITE_TEMPLATE) for i in todo]
+            for i, g in zip(todo, self.generator.generate(prompts, decoding="greedy", max_new_tokens=48)):
+                line = g.text.strip().split("\n")[0].strip()
+                out[i] = line or None
+        return out
 
     # ---- likelihood (training) -----------------------------------------------------------------------------
 
@@ -226,12 +261,16 @@ class RAG:
         return fn(doc_logp, tok_logp, mask)
 
     def passage_logprobs(self, questions: Sequence[str], answers: Sequence[str], rows: list[list[Passage | None]], *,
-                         vocab_mean: bool = False, batch_size: int | None = None) -> tuple[Any, ...]:
+                         vocab_mean: bool = False, batch_size: int | None = None,
+                         histories: Sequence[Sequence[tuple[str, str]]] | None = None) -> tuple[Any, ...]:
         """Each answer scored under each of its question's passages alone: ``tok_logp`` (B, K, T) log
         P(y_t | q, z, y_<t) and ``mask`` (B, T), plus ``mean_logp`` (B, K, T) (the vocabulary mean, for label
-        smoothing) with ``vocab_mean``. With ``doc_log_prior`` these are the terms of both RAG marginals."""
+        smoothing) with ``vocab_mean``. With ``doc_log_prior`` these are the terms of both RAG marginals.
+        ``histories`` (chat turns, one per question) make the prompts chat replies, as ``chat_turn`` builds them."""
         B, K = len(rows), len(rows[0]) if rows else 0
-        prompts = [p for q, r in zip(questions, rows) for p in self._single_prompts(q, r)]
+        hist = histories if histories is not None else [()] * B
+        template = self.reply_template(histories is not None)
+        prompts = [p for q, r, h in zip(questions, rows, hist) for p in self._single_prompts(q, r, h, template)]
         scored = self.generator.token_logprobs(prompts, [a for a in answers for _ in range(K)], batch_size=batch_size,
                                                vocab_mean=vocab_mean)
         tok_logp, mask = scored[0].float().view(B, K, -1), scored[1].view(B, K, -1)[:, 0]
@@ -248,11 +287,12 @@ class RAG:
         """Answer many questions in one batch; ``histories`` gives each its chat turns (as ``chat_turn``), ``sink``
         (a ``generation.streaming.TokenSink``) hears each answer as it is decoded (concat mode) and may stop rows."""
         hist = [tuple(h) for h in histories] if histories is not None else [()] * len(questions)
-        return self._answer(list(questions), hist, overrides, sink)
+        return self._answer(list(questions), hist, overrides, sink, dialogue=[bool(h) for h in hist])
 
     def chat_turn(self, history: Sequence[tuple[str, str]], message: str, **overrides: Any) -> RagOutput:
-        """Answer ``message`` given the (user, assistant) turns so far: the history shapes the query and the prompt."""
-        return self._answer([message], [tuple(history)], overrides)[0]
+        """Reply to ``message`` given the (user, assistant) turns so far: the history shapes the query
+        (``[chat] query``) and the prompt (``[chat] template``)."""
+        return self._answer([message], [tuple(history)], overrides, dialogue=[True])[0]
 
     def _split(self, overrides: dict[str, Any]) -> tuple[str, int, bool, dict[str, Any]]:
         gen = {k: v for k, v in overrides.items() if k not in _RAG_OPTIONS and v is not None}
@@ -261,7 +301,10 @@ class RAG:
         thorough = overrides.get("thorough")
         return mode, k, self.thorough if thorough is None else bool(thorough), gen
 
-    def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any], sink: Any = None) -> list[RagOutput]:
+    def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any], sink: Any = None,
+                dialogue: Sequence[bool] | None = None) -> list[RagOutput]:
+        """``dialogue[b]``: row b is a chat turn (its query from ``turn_queries``, its prompt a reply's), else a
+        question (``ask_batch`` makes a row with a history a chat turn)."""
         from ragtune.rag.decoding import rag_sequence_decode, rag_token_decode
 
         if not questions:
@@ -269,11 +312,20 @@ class RAG:
         require_questions(questions)
         mode, k, thorough, gen_opts = self._split(overrides)
         t0 = time.perf_counter()
-        hits = self.retrieve([self.chat_query(q, h) for q, h in zip(questions, histories)], k)
+        chat = list(dialogue) if dialogue is not None else [False] * len(questions)
+        queries: list[str] = list(questions)
+        turns = [b for b, c in enumerate(chat) if c]
+        if turns:
+            for b, q in zip(turns, self.turn_queries([questions[b] for b in turns], [histories[b] for b in turns])):
+                queries[b] = q
+        hits = self.retrieve(queries, k)
+        if turns and self.chat.min_knowledge is not None:
+            hits = without_weak_knowledge(hits, self.chat.min_knowledge, rows=np.array(chat))
         rows = hits.passages(self.store)
         t1 = time.perf_counter()
         doc_logp = self.doc_log_prior(hits, passages=rows).detach()
-        single = [self._single_prompts(q, r, h) for q, r, h in zip(questions, rows, histories)]
+        templates = [self.reply_template(c) for c in chat]
+        single = [self._single_prompts(q, r, h, t) for q, r, h, t in zip(questions, rows, histories, templates)]
         seq_logp: list[Any] = [None] * len(questions)
         opts = self.generator.options(gen_opts)
         if mode == "path":  # no generator: the best path's tail entity, posterior from the tails (ragtune.kg.store)
@@ -282,7 +334,8 @@ class RAG:
             answers, logprobs, posts = path_answers(self.store, rows, doc_logp)
         elif mode == "concat":
             watch = {"sink": sink} if sink is not None else {}
-            gens = self.generator.generate([self._concat_prompt(q, r, h) for q, r, h in zip(questions, rows, histories)], **watch, **gen_opts)
+            gens = self.generator.generate([self._concat_prompt(q, r, h, t) for q, r, h, t in zip(questions, rows, histories, templates)],
+                                           **watch, **gen_opts)
             answers, logprobs = [g.text for g in gens], [g.logprob for g in gens]
         elif mode == "rag-sequence":
             n = opts.num_beams if opts.decoding == "beam" else 1
@@ -301,8 +354,8 @@ class RAG:
         t2 = time.perf_counter()
         timing = {"retrieval": (t1 - t0) / len(questions), "generation": (t2 - t1) / len(questions)}  # each one's share
         prior = doc_logp.exp().cpu()
-        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing))
-                for b, (q, a, lp, r) in enumerate(zip(questions, answers, logprobs, rows))]
+        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing), _retrieval(qr) if c else None)
+                for b, (q, a, lp, r, qr, c) in enumerate(zip(questions, answers, logprobs, rows, queries, chat))]
 
     def _posteriors(self, single: list[list[str]], answers: list[str], doc_logp: Any, seq_logp: list[Any]) -> Any:
         """p(z|q,y) for each question: score y under each passage alone where decoding did not already."""
@@ -327,14 +380,40 @@ class RAG:
                 seq[b] = seq_logp[b]
         return passage_posterior(doc_logp.float().cpu(), seq)
 
-    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), **overrides: Any) -> AnswerStream:
-        """``ask`` with the answer's text streamed as it is decoded (concat mode with greedy or sampling decoding;
-        otherwise the whole answer once it is decoded)."""
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), *, dialogue: bool | None = None,
+               **overrides: Any) -> AnswerStream:
+        """``ask`` (or, with ``dialogue``, ``chat_turn``; the default: whenever there is a history) with the answer's
+        text streamed as it is decoded (concat mode with greedy or sampling decoding; otherwise the whole answer
+        once it is decoded)."""
         from ragtune.generation.streaming import Streamed
 
         require_questions([question])
         self._split(overrides)  # a bad mode or option fails here, not in the decoding thread
-        return AnswerStream(Streamed(lambda sink: self._answer([question], [tuple(history)], overrides, sink)[0]))
+        chat = bool(history) if dialogue is None else dialogue
+        return AnswerStream(Streamed(lambda sink: self._answer([question], [tuple(history)], overrides, sink, dialogue=[chat])[0]))
+
+def without_weak_knowledge(hits: Hits, min_score: float, rows: Any = None) -> Hits:
+    """The "no knowledge" option of a chat turn: a row (of ``rows``, a bool mask; all by default) whose best
+    retrieval score is below ``min_score`` keeps no passage (the reply is then made from the conversation alone)."""
+    best = np.where(hits.ids != EMPTY_ID, np.nan_to_num(hits.scores, nan=-np.inf), -np.inf).max(axis=1, initial=-np.inf)
+    weak = best < min_score
+    if rows is not None:
+        weak &= rows
+    if weak.any():
+        hits.ids[weak] = EMPTY_ID
+        hits.scores[weak] = -np.inf
+    return hits
+
+
+def _retrieval(query: str) -> dict[str, Any]:
+    """What a chat turn retrieved with: the query text, the rewrite and the tracked entities (``ChatQuery``)."""
+    out: dict[str, Any] = {"query": str(query)}
+    if getattr(query, "rewrite", None):
+        out["rewrite"] = query.rewrite
+    if getattr(query, "topics", None) is not None:
+        out["entities"] = [[n, round(float(s), 4)] for n, s in query.topics]
+    return out
+
 
 def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
     return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]

@@ -31,11 +31,16 @@ class RagOutput:
     # seconds of this answer's share of its batch, {"retrieval", "generation"}: a measurement, not part of the
     # answer (not in to_dict, not compared)
     timing: dict[str, float] = field(default_factory=dict, compare=False)
+    # a chat turn's retrieval: {"query": the text retrieved with, "rewrite"?: the generator's standalone question,
+    # "entities"?: [[name, weight], ...] tracked over the conversation}; None for a plain question
+    retrieval: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"question": self.question, "answer": self.answer, "logprob": self.logprob, "mode": self.mode,
-                "citations": [c.to_dict() for c in self.citations]}
+        d = {"question": self.question, "answer": self.answer, "logprob": self.logprob, "mode": self.mode,
+             "citations": [c.to_dict() for c in self.citations]}
+        return d if self.retrieval is None else d | {"retrieval": self.retrieval}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RagOutput":
-        return cls(d["question"], d["answer"], d["logprob"], d["mode"], [Citation(**c) for c in d.get("citations", [])])
+        return cls(d["question"], d["answer"], d["logprob"], d["mode"], [Citation(**c) for c in d.get("citations", [])],
+                   retrieval=d.get("retrieval"))

@@ -41,12 +41,9 @@ class PathRetriever:
     @property
     def linker(self):
         if self._linker is None:
-            linker = getattr(self.graph, "_linker", None)
-            if linker is None:
-                from ragtune.kg.linking import EntityLinker
+            from ragtune.kg.linking import linker_for
 
-                linker = self.graph._linker = EntityLinker(self.graph)
-            self._linker = linker
+            self._linker = linker_for(self.graph)
         return self._linker
 
     # -- chain vectors ----------------------------------------------------------------------------------------
@@ -89,12 +86,21 @@ class PathRetriever:
     def link(self, question: str, top: int | None = None) -> list:
         return self.linker.link(question, top=top or self.settings.max_topics)
 
+    def _topics(self, query: str) -> list[tuple[int, float]]:
+        """Where a question's search starts: the entities a chat turn tracked (``rag.history.ChatQuery.topics``),
+        else the question's own linked entities."""
+        given = getattr(query, "topics", None)
+        if given is not None:
+            ids = [(self.graph.entity_id(name), score) for name, score in given]
+            return [(e, float(score)) for e, score in ids if e is not None]
+        return [(l.entity, l.score) for l in self.link(query) if l.score >= self.settings.min_link]
+
     def search(self, queries: Sequence[str], k: int, *, return_vectors: bool = False) -> Hits:
         from ragtune.kg.paths import Query, search, top_chains
 
         s = self.settings
         queries = list(queries)
-        qs = [Query(q, [(l.entity, l.score) for l in self.link(q) if l.score >= s.min_link]) for q in queries]
+        qs = [Query(q, self._topics(q)) for q in queries]
         g = self.graph
         if self.encoder is not None:
             qvecs = self.encoder.encode_queries(queries)
