@@ -111,6 +111,7 @@ class ChatConfig(Section):
     decay: float = Field(0.9, gt=0, le=1)  # an entity's weight shrinks by this factor per utterance back
     object_weight: float = Field(0.1, ge=0, le=1)  # entities the KB states no facts about (values) weigh this much
     max_entities: int = Field(3, ge=1)  # topics a path search starts from
+    max_hops: int | None = Field(1, ge=1)  # steps a chat turn's path search takes from them (None: the index's)
     # the best passage's retrieval score f(q, z) below this: the reply is made without knowledge (None: always use it)
     min_knowledge: float | None = None
     template: str | None = None  # the reply prompt ({passages}, {history}, {question}); None: generation's default

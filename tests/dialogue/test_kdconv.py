@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ragtune.dialogue.kdconv import DialogueExample, kb_triples, load_kdconv
+from ragtune.dialogue.kdconv import DialogueExample, load_dialogue, load_kdconv
 from ragtune.errors import RagtuneError
 from tests.helpers.datasets import DATASETS
 
@@ -105,17 +105,18 @@ def test_missing_and_non_json_files(tmp_path):
         load_kdconv(bad)
     with pytest.raises(RagtuneError, match="not a list"):
         load_kdconv(write(tmp_path, {"messages": []}))
-    with pytest.raises(RagtuneError, match="does not exist"):
-        kb_triples(tmp_path / "nope.json")
 
 
-def test_kb_triples_drop_exact_duplicates_in_order(tmp_path):
-    kb = {"故宫": [["故宫", "地址", "北京市东城区"], ["故宫", "门票", "60元"], ["故宫", "地址", "北京市东城区"]],
-          "天坛": [["天坛", "地址", "北京市东城区"]]}
-    assert kb_triples(write(tmp_path, kb, "kb.json")) == [
-        ("故宫", "地址", "北京市东城区"), ("故宫", "门票", "60元"), ("天坛", "地址", "北京市东城区")]
-    with pytest.raises(RagtuneError, match="three strings"):
-        kb_triples(write(tmp_path, {"x": [["a", "b"]]}, "kb2.json"))
+def test_rows_written_by_to_row_load_back(tmp_path):
+    examples = load_kdconv(write(tmp_path, CONVERSATIONS))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(e.to_row(), ensure_ascii=False) + "\n" for e in examples) + '{"question": "q"}\n',
+                    encoding="utf-8")
+    problems: list[str] = []
+    back = load_dialogue(path, problems=problems)
+    assert [(b.history, b.message, b.response, b.knowledge) for b in back] == \
+        [(e.history, e.message, e.response, e.knowledge) for e in examples]
+    assert len(problems) == 1 and f"line {len(examples) + 1}" in problems[0]
 
 
 @pytest.mark.skipif(not (KDCONV / "test.json").is_file(), reason="shared KdConv travel not available")
@@ -132,4 +133,3 @@ def test_real_kdconv_travel_counts():
     assert isinstance(examples[0], DialogueExample)
     # 2,813 utterances in 150 conversations -> 2,663 responses (every message but the first).
     assert len(everything) == 2813 - 150
-    assert len(kb_triples(KDCONV / "kb_travel.json")) == 10968

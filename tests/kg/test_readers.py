@@ -48,3 +48,41 @@ def test_turtle(tmp_path):
     got = read_triples(f)
     assert got.triples == [("http://ex.org/li_bai", "friend", "http://ex.org/du_fu")]
     assert got.labels["http://ex.org/li_bai"] == ["李白"]
+
+
+def test_json_knowledge_base_of_entity_lists_as_kdconv_writes_it(tmp_path):
+    f = tmp_path / "kb.json"
+    kb = {"故宫": [["故宫", "地址", "北京市东城区"], ["故宫", "门票", "60元"], ["故宫", "地址", "北京市东城区"], ["only", "two"]],
+          "天坛": [{"subject": "天坛", "relation": "地址", "object": "北京市东城区"}], "bad": "not a list"}
+    f.write_text(json.dumps(kb, ensure_ascii=False), encoding="utf-8")
+    got = read_triples(f)
+    # duplicates stay here; the graph keeps one edge per distinct triple
+    assert got.triples == [("故宫", "地址", "北京市东城区"), ("故宫", "门票", "60元"), ("故宫", "地址", "北京市东城区"),
+                           ("天坛", "地址", "北京市东城区")]
+    assert [p.reason for p in got.problems] == ["'故宫' item 4: expected {\"subject\", \"relation\", \"object\"} or [subject, relation, object]",
+                                                "'bad' is not a list of triples"]
+
+
+def test_json_list_of_triples_and_a_broken_file(tmp_path):
+    f = tmp_path / "kb.json"
+    f.write_text('[["a", "r", "b"], ["c", "r", ""]]', encoding="utf-8")
+    got = read_triples(f)
+    assert got.triples == [("a", "r", "b")] and "item 2" in got.problems[0].reason
+    f.write_text('[["a", "r", "b"', encoding="utf-8")
+    got = read_triples(f)
+    assert got.triples == [] and "not JSON" in got.problems[0].reason and "file skipped" in got.problems[0].reason
+
+
+def test_real_kdconv_travel_kb_indexes_its_distinct_triples(tmp_path):
+    import pytest
+
+    from tests.helpers.datasets import DATASETS
+
+    path = DATASETS / "kdconv_travel" / "kb_travel.json"
+    if not path.is_file():
+        pytest.skip("shared KdConv travel not available")
+    from ragtune.kg.ingest import update_triples
+
+    report = update_triples(tmp_path / "idx", [path])
+    # the README: 12,509 triples listed, 10,968 distinct, 7 relations
+    assert (report.triples_total, report.relations, len(report.problems)) == (10968, 7, 0)

@@ -17,7 +17,7 @@ def _register() -> None:
     # Each module adds its commands to ``app`` on import; a missing optional one must not break the rest.
     import importlib
 
-    for name in ("index", "search", "qa", "train", "serve", "kg", "export"):
+    for name in ("index", "search", "qa", "train", "serve", "kg", "dialogue", "export"):
         try:
             importlib.import_module(f"ragtune.cli.{name}")
         except ModuleNotFoundError as e:

@@ -121,12 +121,16 @@ class QARecord:
     line: int = 0  # 1-based line in the file; 0 when built in memory
     id: str = ""  # the dataset's own question id, when it has one
     positive_doc_ids: list[str] = field(default_factory=list)  # Passage.doc_id of the documents holding the answer
+    # a chat turn's (user, assistant) turns before the question (``ragtune convert kdconv``): the row is then a
+    # dialogue example, retrieved for and prompted as ``RAG.chat_turn`` does; None for a plain question
+    history: list[tuple[str, str]] | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The JSONL row (optional fields only when set)."""
         row = {"question": self.question, "answers": self.answers, "positive_ids": self.positive_ids,
                "positive_texts": self.positive_texts}
-        return {k: v for k, v in row.items() if v or k in ("question", "answers")}
+        row = {k: v for k, v in row.items() if v or k in ("question", "answers")}
+        return row if self.history is None else row | {"history": [list(t) for t in self.history]}
 
 
 def parse_qa_row(row: Any, line: int = 0, *, require_answers: bool = False) -> QARecord:
@@ -151,7 +155,12 @@ def parse_qa_row(row: Any, line: int = 0, *, require_answers: bool = False) -> Q
     texts = row.get("positive_texts", [])
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise ValueError("'positive_texts' must be a list of strings")
-    return QARecord(q.strip(), answers, list(ids), list(texts), line)
+    history = row.get("history")
+    if history is not None and not (isinstance(history, list) and all(
+            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history)):
+        raise ValueError("'history' must be a list of [user, assistant] pairs")
+    return QARecord(q.strip(), answers, list(ids), list(texts), line,
+                    history=None if history is None else [(u, a) for u, a in history])
 
 
 def load_qa_jsonl(

@@ -2,7 +2,8 @@
 
 A conversation file is a JSON list of ``{"messages": [{"message": str, "attrs"?: [{"name", "attrname",
 "attrvalue"}]}, ...]}``; ``attrs`` on a message are the knowledge-base triples (entity, relation, value) that
-utterance uses. The knowledge-base file is ``{entity: [[subject, relation, object], ...]}``.
+utterance uses. The knowledge-base file (``{entity: [[subject, relation, object], ...]}``) is read as triples by
+``ragtune index --triples`` (``kg.readers``).
 
 Each message after the first is a response to answer: the previous message is the question, everything
 before it is history paired into (user, assistant) turns the way chat templates expect them.
@@ -36,6 +37,15 @@ class DialogueExample:
             "answers": [self.response],
             "knowledge": [[s, r, o] for s, r, o in self.knowledge],
         }
+
+
+def training_row(example: DialogueExample) -> dict:
+    """``to_row`` plus ``positive_texts``: the one-step relation chains of the annotated triples, as the path
+    retriever's scorer reads them (``kg.graph.chain_text``), so contrastive training has a positive per turn."""
+    from ragtune.kg.graph import chain_text, relation_text
+
+    chains = dict.fromkeys(chain_text([relation_text(r)]) for _, r, _ in example.knowledge)
+    return example.to_row() | {"positive_texts": list(chains)}
 
 
 def pair_history(previous: list[str]) -> tuple[tuple[str, str], ...]:
@@ -127,21 +137,34 @@ def load_kdconv(path: str | Path, *, with_knowledge_only: bool = True,
     return examples
 
 
-def kb_triples(path: str | Path) -> list[Triple]:
-    """The knowledge base's triples across all entities, exact duplicates removed, first occurrence kept.
+def load_dialogue(path: str | Path, *, with_knowledge_only: bool = True, problems: list[str] | None = None) -> list[DialogueExample]:
+    """Examples from a KdConv file (``.json``) or from the rows ``ragtune convert kdconv`` writes (``.jsonl``:
+    ``{question, history, answers, knowledge}``, as ``DialogueExample.to_row``)."""
+    if Path(path).suffix.lower() != ".jsonl":
+        return load_kdconv(path, with_knowledge_only=with_knowledge_only, problems=problems)
+    from ragtune.corpus.squad import read_jsonl_rows
 
-    Removing them matters for retrieval: the travel KB lists some triples more than once under the same entity
-    (12,509 listed, 10,968 distinct), and an indexed copy would crowd the top-k with identical passages."""
-    data = _read_json(path, "KdConv knowledge base")
-    if not isinstance(data, dict):
-        raise RagtuneError(f"KdConv knowledge base {path} holds {type(data).__name__}, not an object of entities")
-    out: dict[Triple, None] = {}
-    for entity, triples in data.items():
-        if not isinstance(triples, list):
-            raise RagtuneError(f"KdConv knowledge base {path}: entity {entity!r} has no list of triples")
-        for t in triples:
-            if not (isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) for x in t)):
-                raise RagtuneError(f"KdConv knowledge base {path}: entity {entity!r} has a triple that is not "
-                                   f"three strings: {str(t)[:80]}")
-            out[(t[0], t[1], t[2])] = None
-    return list(out)
+    def bad(n: int, msg: str) -> None:
+        if problems is None:
+            raise RagtuneError(f"{path}: line {n}: {msg}")
+        problems.append(f"{path}: line {n}: {msg}")
+
+    rows = read_jsonl_rows(Path(path), _from_row, bad)
+    return [r for r in rows if r.knowledge or not with_knowledge_only]
+
+
+def _from_row(row: Any, n: int) -> DialogueExample:
+    """A ``to_row`` row back as an example; raises ValueError naming what is wrong."""
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    message, answers = row.get("question"), row.get("answers")
+    if not isinstance(message, str) or not isinstance(answers, list) or not answers or not isinstance(answers[0], str):
+        raise ValueError("needs a string 'question' and a non-empty 'answers' list")
+    history = row.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history):
+        raise ValueError("'history' must be a list of [user, assistant] pairs")
+    knowledge = row.get("knowledge", [])
+    if not isinstance(knowledge, list) or not all(isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) for x in t) for t in knowledge):
+        raise ValueError("'knowledge' must be a list of [subject, relation, object] triples")
+    return DialogueExample(conversation=-1, turn=n, history=tuple((u, a) for u, a in history), message=message,
+                           response=answers[0], knowledge=tuple((s, r, o) for s, r, o in knowledge))

@@ -54,6 +54,7 @@ class Query:
 
     question: str
     topics: list[tuple[int, float]]  # (entity, link score)
+    max_hops: int | None = None  # this question's own bound below the settings' (a chat turn's: ``[chat] max_hops``)
     found: list[Chain] = field(default_factory=list)
     beam: list[Chain] = field(default_factory=list)
 
@@ -116,6 +117,8 @@ def search(graph: Graph, queries: list[Query], dense_fn: Callable[[list[int], li
         for r, q in enumerate(queries):
             new: dict[tuple, Chain] = {}
             budget = [s.max_edges]
+            if q.max_hops is not None and _hop >= q.max_hops:
+                continue
             for c in q.beam:
                 extend(graph, c, s, budget, new)
             rows += [r] * len(new)

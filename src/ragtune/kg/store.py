@@ -67,6 +67,20 @@ class PathTable:
         e = self.entry(i)
         return [] if e is None else [self.graph.display(t) for t in e.tails]
 
+    def triples(self, i: int) -> list[tuple[str, str, str]]:
+        """The KB triples (subject, relation, object, names as written) along a path passage's paths; [] for an
+        unknown id. What knowledge recall counts a retrieved path as holding."""
+        e = self.entry(i)
+        if e is None:
+            return []
+        g, out = self.graph, {}
+        for path in e.paths:
+            for step, a, b in zip(e.steps, path, path[1:]):
+                r, back = divmod(step, 2)
+                s_, o = (b, a) if back else (a, b)
+                out[(g.names[s_], g.relations[r], g.names[o])] = None
+        return list(out)
+
     def passage(self, i: int) -> Passage | None:
         e = self.entry(i)
         if e is None:
@@ -93,6 +107,9 @@ class GraphPassageStore:
 
     def tails(self, i: int) -> list[str]:
         return self.paths.tails(i) if is_path_id(i) else []
+
+    def triples(self, i: int) -> list[tuple[str, str, str]]:
+        return self.paths.triples(i) if is_path_id(i) else []
 
     def __len__(self) -> int:
         return len(self.base)

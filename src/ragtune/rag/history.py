@@ -31,10 +31,12 @@ class ChatQuery(str):
 
     topics: tuple[tuple[str, float], ...]
     rewrite: str | None
+    max_hops: int | None
 
-    def __new__(cls, text: str, topics: Sequence[tuple[str, float]] = (), rewrite: str | None = None) -> "ChatQuery":
+    def __new__(cls, text: str, topics: Sequence[tuple[str, float]] = (), rewrite: str | None = None,
+                max_hops: int | None = None) -> "ChatQuery":
         q = super().__new__(cls, text)
-        q.topics, q.rewrite = tuple(topics), rewrite
+        q.topics, q.rewrite, q.max_hops = tuple(topics), rewrite, max_hops
         return q
 
 
@@ -78,7 +80,9 @@ def joined_query(message: str, history: Sequence[Turn], turns: int = 2) -> str:
 def conversation_query(message: str, history: Sequence[Turn], chat: Any, graph: Any = None, linker: Any = None,
                        rewrite: str | None = None) -> str:
     """The retrieval query of one turn under ``chat`` (a ``config.ChatConfig``); ``graph`` and ``linker`` are the
-    index's (None without triples), ``rewrite`` the generator's standalone question for ``chat.query == "rewrite"``."""
+    index's (None without triples), ``rewrite`` the generator's standalone question for ``chat.query == "rewrite"``. A path search from the tracked
+    entities goes at most ``chat.max_hops`` steps: a conversation walks the graph a hop a turn (the neighbour named
+    in one reply is tracked as the next turn's topic), so a reply's fact is near an entity in play."""
     if chat.query == "last-turn":
         return message
     if chat.query == "joined" or linker is None:
@@ -90,4 +94,4 @@ def conversation_query(message: str, history: Sequence[Turn], chat: Any, graph: 
                              object_weight=chat.object_weight, lookback=chat.lookback, top=chat.max_entities)
     names = [graph.display(t.entity) for t in tracked]
     extra = [n for n in names if n not in current]
-    return ChatQuery(" ".join([current, *extra]), [(graph.names[t.entity], t.score) for t in tracked], rewrite)
+    return ChatQuery(" ".join([current, *extra]), [(graph.names[t.entity], t.score) for t in tracked], rewrite, chat.max_hops)

@@ -292,7 +292,18 @@ class RAG:
     def chat_turn(self, history: Sequence[tuple[str, str]], message: str, **overrides: Any) -> RagOutput:
         """Reply to ``message`` given the (user, assistant) turns so far: the history shapes the query
         (``[chat] query``) and the prompt (``[chat] template``)."""
-        return self._answer([message], [tuple(history)], overrides, dialogue=[True])[0]
+        return self.chat_batch([message], [history], **overrides)[0]
+
+    def chat_batch(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], **overrides: Any) -> list[RagOutput]:
+        """``chat_turn`` for many conversations in one batch (a first turn, with no history, is a chat turn too)."""
+        if len(messages) != len(histories):
+            raise ValueError(f"{len(messages)} messages but {len(histories)} histories")
+        return self._answer(list(messages), [tuple(h) for h in histories], overrides, dialogue=[True] * len(messages))
+
+    def retrieve_turns(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], k: int | None = None) -> Hits:
+        """The passages chat turns are answered from (``turn_queries``, then the ``[chat] min_knowledge`` cut)."""
+        hits = self.retrieve(self.turn_queries(messages, histories), k)
+        return hits if self.chat.min_knowledge is None else without_weak_knowledge(hits, self.chat.min_knowledge)
 
     def _split(self, overrides: dict[str, Any]) -> tuple[str, int, bool, dict[str, Any]]:
         gen = {k: v for k, v in overrides.items() if k not in _RAG_OPTIONS and v is not None}

@@ -100,7 +100,7 @@ class PathRetriever:
 
         s = self.settings
         queries = list(queries)
-        qs = [Query(q, self._topics(q)) for q in queries]
+        qs = [Query(q, self._topics(q), getattr(q, "max_hops", None)) for q in queries]
         g = self.graph
         if self.encoder is not None:
             qvecs = self.encoder.encode_queries(queries)

@@ -168,9 +168,12 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------------------
 
-    def _answers(self, questions: list[str]) -> list[str]:
+    def _answers(self, rows: Sequence[QARecord]) -> list[str]:
+        questions = [e.question for e in rows]
         if self.answer_fn is not None:
             return self.answer_fn(questions)
+        if any(e.history is not None for e in rows):  # chat turns are answered as chat_turn answers them
+            return [o.answer for o in self.rag.chat_batch(questions, [e.history or () for e in rows])]
         return [o.answer for o in self.rag.ask_batch(questions)]
 
     @torch.no_grad()
@@ -186,9 +189,9 @@ class Trainer:
         kmax = max(self.recall_k)
         for i in range(0, len(mine), batch_size):
             chunk = mine[i : i + batch_size]
-            qs = [e.question for e in chunk]
+            qs = self.objective.queries(chunk)
             if not self.retriever_only:
-                for pred, ex in zip(self._answers(qs), chunk):
+                for pred, ex in zip(self._answers(chunk), chunk):
                     em += exact_match(pred, ex.answers)
                     f1 += f1_score(pred, ex.answers)
             hits = self.retriever.search(qs, kmax)
