@@ -92,19 +92,7 @@ def run_split(name: str, index: Path, parts, split: str, work: Path, args) -> di
 
 
 def _train(fine_tune, index, files, out_dir, cfg, args):
-    # fine_tune with a time cap: the Trainer stops (and saves) once max_seconds have passed
-    from ragtune.training import run as run_mod
-
-    orig = run_mod.Trainer.train
-
-    def capped(self, resume=False, stop_after=None, max_seconds=None):
-        return orig(self, resume=resume, stop_after=stop_after, max_seconds=args.minutes * 60)
-
-    run_mod.Trainer.train = capped
-    try:
-        return fine_tune(index, files["train"], out_dir, dev_file=None, config=cfg, progress=False)
-    finally:
-        run_mod.Trainer.train = orig
+    return fine_tune(index, files["train"], out_dir, dev_file=None, config=cfg, progress=False, max_seconds=args.minutes * 60)
 
 
 def main() -> None:

@@ -23,6 +23,9 @@ DIALOGUE_TEMPLATE = (
     "Continue the conversation with one reply. Use the knowledge below where it helps and say what it says.\n\n"
     "{passages}{history}User: {question}\nAssistant:"
 )
+# A reply ends where the model starts writing the user's next turn (the template's own turn marker; a small model
+# may write it first thing, with no newline before it).
+DIALOGUE_STOP = "User:"
 # "Condense question": a follow-up made standalone, so retrieval can read it without the conversation.
 REWRITE_TEMPLATE = (
     "Rewrite the user's last message as one standalone question that names what it is about.\n\n"

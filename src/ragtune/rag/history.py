@@ -29,14 +29,14 @@ class ChatQuery(str):
     path retriever, which starts its search from them instead of linking the text, and ``rewrite``, the
     generator's standalone question when one was made. A ``str``, so every retriever accepts it unchanged."""
 
-    topics: tuple[tuple[str, float], ...]
+    topics: tuple[tuple[str, float], ...] | None  # None: the path retriever links the text itself
     rewrite: str | None
     max_hops: int | None
 
-    def __new__(cls, text: str, topics: Sequence[tuple[str, float]] = (), rewrite: str | None = None,
+    def __new__(cls, text: str, topics: Sequence[tuple[str, float]] | None = None, rewrite: str | None = None,
                 max_hops: int | None = None) -> "ChatQuery":
         q = super().__new__(cls, text)
-        q.topics, q.rewrite, q.max_hops = tuple(topics), rewrite, max_hops
+        q.topics, q.rewrite, q.max_hops = None if topics is None else tuple(topics), rewrite, max_hops
         return q
 
 
@@ -84,9 +84,9 @@ def conversation_query(message: str, history: Sequence[Turn], chat: Any, graph: 
     entities goes at most ``chat.max_hops`` steps: a conversation walks the graph a hop a turn (the neighbour named
     in one reply is tracked as the next turn's topic), so a reply's fact is near an entity in play."""
     if chat.query == "last-turn":
-        return message
+        return ChatQuery(message, max_hops=chat.max_hops)
     if chat.query == "joined" or linker is None:
-        return joined_query(message, history) if history else message
+        return ChatQuery(joined_query(message, history) if history else message, max_hops=chat.max_hops)
     from ragtune.kg.tracking import track_entities
 
     current = rewrite or message

@@ -324,6 +324,10 @@ class RAG:
         mode, k, thorough, gen_opts = self._split(overrides)
         t0 = time.perf_counter()
         chat = list(dialogue) if dialogue is not None else [False] * len(questions)
+        if any(chat) and "stop" not in gen_opts:  # a chat reply stops before it writes the user's next turn
+            from ragtune.generation.prompts import DIALOGUE_STOP
+
+            gen_opts = gen_opts | {"stop": [*self.generator.defaults.stop, DIALOGUE_STOP]}
         queries: list[str] = list(questions)
         turns = [b for b, c in enumerate(chat) if c]
         if turns:

@@ -46,7 +46,10 @@ def fine_tune(
     strict: bool = False,
     resume: bool = False,
     progress: bool = True,
+    max_seconds: float | None = None,
 ) -> tuple[Trainer, TrainResult]:
+    """Train on ``train_file`` and save into ``out_dir``; ``max_seconds`` stops (and saves) once that much wall time
+    has passed."""
     from ragtune.rag.model import RAG
     from ragtune.retrieval.index import Index
 
@@ -79,4 +82,4 @@ def fine_tune(
     trainer = Trainer(rag, train, dev, t, out_dir, index_dir=index_dir, progress=progress, negatives=negatives,
                       dist_info=info)
     log.info("precision %s (config %s), gradient checkpointing %s", trainer.precision, t.precision, trainer.checkpointing)
-    return trainer, trainer.train(resume=resume)
+    return trainer, trainer.train(resume=resume, max_seconds=max_seconds)
