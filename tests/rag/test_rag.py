@@ -211,3 +211,24 @@ def test_beam_search_batches_rows_independently():
 
     res = beam_search(step, 2, num_beams=1, max_new_tokens=3, eos_token_ids=[2])
     assert res[0][0].tokens == [0, 2] and res[1][0].tokens == [1, 2]
+
+
+def test_usage_counts_the_prompt_tokens_each_mode_reads(rag: RAG):
+    rows = rag.retrieve(Q[:1], 3).passages(rag.store)
+    enc = rag.generator.encode_prompts
+    concat = rag.ask(Q[0], mode="concat")
+    assert concat.usage["prompt_tokens"] == len(enc([rag._concat_prompt(Q[0], rows[0])])[0])
+    seq = rag.ask(Q[0], mode="rag-sequence")
+    # one prompt per passage: each is read
+    assert seq.usage["prompt_tokens"] == sum(len(ids) for ids in enc(rag._single_prompts(Q[0], rows[0])))
+    assert seq.usage["prompt_tokens"] > concat.usage["prompt_tokens"]
+
+
+def test_without_weak_knowledge_empties_only_the_weak_rows_it_may():
+    from ragtune.rag.model import without_weak_knowledge
+    from ragtune.retrieval.base import Hits
+
+    hits = Hits(np.array([[4, 5], [6, -1], [-1, -1]]), np.array([[0.9, 0.2], [0.3, -np.inf], [-np.inf, -np.inf]], dtype=np.float32))
+    out = without_weak_knowledge(hits, 0.5, rows=np.array([True, True, False]))
+    # row 0's best (0.9) reaches 0.5 and stays; row 1's best (0.3) does not; row 2 is not a chat turn
+    assert out.ids.tolist() == [[4, 5], [-1, -1], [-1, -1]] and out.scores[1].tolist() == [-np.inf, -np.inf]

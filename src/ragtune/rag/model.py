@@ -349,8 +349,8 @@ class RAG:
             answers, logprobs, posts = path_answers(self.store, rows, doc_logp)
         elif mode == "concat":
             watch = {"sink": sink} if sink is not None else {}
-            gens = self.generator.generate([self._concat_prompt(q, r, h, t) for q, r, h, t in zip(questions, rows, histories, templates)],
-                                           **watch, **gen_opts)
+            concat = [self._concat_prompt(q, r, h, t) for q, r, h, t in zip(questions, rows, histories, templates)]
+            gens = self.generator.generate(concat, **watch, **gen_opts)
             answers, logprobs = [g.text for g in gens], [g.logprob for g in gens]
         elif mode == "rag-sequence":
             n = opts.num_beams if opts.decoding == "beam" else 1
@@ -368,9 +368,12 @@ class RAG:
             posts = self._posteriors(single, answers, doc_logp, seq_logp)
         t2 = time.perf_counter()
         timing = {"retrieval": (t1 - t0) / len(questions), "generation": (t2 - t1) / len(questions)}  # each one's share
+        # the prompt tokens each answer's generator read: its one prompt (concat), or one per passage
+        read = [[] for _ in questions] if mode == "path" else [[p] for p in concat] if mode == "concat" else single
+        usage = [{"prompt_tokens": sum(len(ids) for ids in self.generator.encode_prompts(ps)) if ps else 0} for ps in read]
         prior = doc_logp.exp().cpu()
-        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing), _retrieval(qr) if c else None)
-                for b, (q, a, lp, r, qr, c) in enumerate(zip(questions, answers, logprobs, rows, queries, chat))]
+        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing), _retrieval(qr) if c else None,
+                          usage[b]) for b, (q, a, lp, r, qr, c) in enumerate(zip(questions, answers, logprobs, rows, queries, chat))]
 
     def _posteriors(self, single: list[list[str]], answers: list[str], doc_logp: Any, seq_logp: list[Any]) -> Any:
         """p(z|q,y) for each question: score y under each passage alone where decoding did not already."""

@@ -34,6 +34,8 @@ class RagOutput:
     # a chat turn's retrieval: {"query": the text retrieved with, "rewrite"?: the generator's standalone question,
     # "entities"?: [[name, weight], ...] tracked over the conversation}; None for a plain question
     retrieval: dict[str, Any] | None = None
+    # {"prompt_tokens": tokens the generator read for this answer}: a measurement, like timing
+    usage: dict[str, int] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"question": self.question, "answer": self.answer, "logprob": self.logprob, "mode": self.mode,

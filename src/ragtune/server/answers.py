@@ -38,6 +38,8 @@ class Answers:
         for j, out in zip(jobs, outs):
             if not j.completion_tokens:  # not decoded through the sink (rag-sequence, rag-token, beam search)
                 j.completion_tokens = self.holder.count_tokens(out.answer)
+            if not j.prompt_tokens:
+                j.prompt_tokens = out.usage.get("prompt_tokens", 0)
             self.metrics.generated_tokens.inc(j.completion_tokens)
             self.metrics.prompt_tokens.inc(j.prompt_tokens)
         return outs
