@@ -22,6 +22,27 @@ def write_jsonl(path: Any, rows: Any) -> None:
         f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
+def print_skipped(problems: Any, prefix: str = "", limit: int = 5) -> None:
+    """The first ``limit`` problems of a read (bad rows, bad files) on stderr, one line each, and how many more."""
+    problems = list(problems)
+    for p in problems[:limit]:
+        err_console.print(f"skipped {prefix}{p}", soft_wrap=True, markup=False, highlight=False)
+    if len(problems) > limit:
+        err_console.print(f"  ... and {len(problems) - limit} more", soft_wrap=True, highlight=False)
+
+
+def metrics_table(title: str, rows: Any) -> Any:
+    """A two-column rich table of ``(metric, value)`` rows; floats shown with 4 decimals, None as n/a."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, v in rows:
+        table.add_row(name, "n/a" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v))
+    return table
+
+
 def print_json(data: Any) -> None:
     # plain print, not rich: --json output is for machines and must not be wrapped or coloured
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ragtune.cli.app import convert_app, eval_app
-from ragtune.cli.common import BACKEND_HELP, console, err_console, print_json, progress_bar, write_jsonl
+from ragtune.cli.common import BACKEND_HELP, console, metrics_table, print_json, print_skipped, progress_bar, write_jsonl
 
 QUERY_HELP = ("How a turn's retrieval query is built: history (entities tracked over the conversation), last-turn, "
               "joined (the last user turns) or rewrite (the generator's standalone question); default [chat] query.")
@@ -44,8 +44,7 @@ def eval_dialogue_cmd(
 
     problems: list[str] = []
     examples = load_dialogue(dataset, with_knowledge_only=not all_turns, problems=problems)[:limit]
-    for p in problems[:5]:
-        err_console.print(f"skipped {p}", soft_wrap=True, markup=False)
+    print_skipped(problems)
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever, config=config, device=device,
                    backend=backend)
     chat = rag.chat.model_dump() | {n: v for n, v in (("query", query), ("min_knowledge", min_knowledge)) if v is not None}
@@ -60,15 +59,8 @@ def eval_dialogue_cmd(
     if as_json:
         print_json(d)
         return
-    from rich.table import Table
-
-    table = Table(title=f"{dataset.name}: {report.n} responses with knowledge, {report.mode}, k={report.k}, query={report.query}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, v in d.items():
-        if isinstance(v, float):
-            table.add_row(name, f"{v:.4f}")
-    console.print(table)
+    title = f"{dataset.name}: {report.n} responses with knowledge, {report.mode}, k={report.k}, query={report.query}"
+    console.print(metrics_table(title, [(name, v) for name, v in d.items() if name not in ("n", "mode", "k", "query")]))
 
 
 @convert_app.command("kdconv")
@@ -83,7 +75,6 @@ def convert_kdconv_cmd(
 
     problems: list[str] = []
     examples = load_kdconv(file, with_knowledge_only=not all_turns, problems=problems)
-    for p in problems[:5]:
-        err_console.print(f"skipped {p}", soft_wrap=True, markup=False)
+    print_skipped(problems)
     write_jsonl(out, [training_row(e) for e in examples])
     console.print(f"wrote {len(examples)} rows to {out}")

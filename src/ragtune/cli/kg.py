@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 
 from ragtune.cli.app import convert_app, eval_app
-from ragtune.cli.common import BACKEND_HELP, console, err_console, print_json, progress_bar, write_jsonl
+from ragtune.cli.common import BACKEND_HELP, console, metrics_table, print_json, print_skipped, progress_bar, write_jsonl
 
 
 def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False,
@@ -17,10 +17,7 @@ def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebui
     from ragtune.kg.ingest import update_triples
 
     report = update_triples(index, triples, sep=sep, rebuild=rebuild, config=config)
-    for p in report.problems[:20]:
-        err_console.print(f"  skipped {p}", soft_wrap=True, markup=False, highlight=False)
-    if len(report.problems) > 20:
-        err_console.print(f"  ... and {len(report.problems) - 20} more malformed line(s)", soft_wrap=True)
+    print_skipped(report.problems, limit=20)
     if quiet:
         return
     console.print(
@@ -55,8 +52,7 @@ def eval_kgqa_cmd(
 
     problems: list[str] = []
     rows = load_kgqa(dataset, problems)[:limit]
-    for p in problems[:5]:
-        err_console.print(f"skipped {dataset} {p}", soft_wrap=True, markup=False)
+    print_skipped(problems, f"{dataset} ")
     rag = open_rag(index, model=model, trained=trained, mode=mode or "path", k=k, retriever=retriever, device=device,
                    backend=backend)
     opts = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
@@ -67,15 +63,9 @@ def eval_kgqa_cmd(
     if as_json:
         print_json(report.to_dict())
         return
-    from rich.table import Table
-
-    table = Table(title=f"{dataset.name}: {report.n} questions, {report.mode}, k={report.k}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
     d = report.to_dict()
-    for name in ("hits@1", "em", "f1", f"path_recall@{report.k}", "seconds_per_question"):
-        table.add_row(name, f"{d[name]:.4f}")
-    console.print(table)
+    names = ("hits@1", "em", "f1", f"path_recall@{report.k}", "seconds_per_question")
+    console.print(metrics_table(f"{dataset.name}: {report.n} questions, {report.mode}, k={report.k}", [(n, d[n]) for n in names]))
 
 
 @convert_app.command("pathquestion")
@@ -92,8 +82,7 @@ def convert_pathquestion_cmd(
 
     problems: list[str] = []
     rows = load_kgqa(file, problems)
-    for p in problems[:5]:
-        err_console.print(f"skipped {file} {p}", soft_wrap=True, markup=False)
+    print_skipped(problems, f"{file} ")
     if split is None:
         n = write_examples([r.record for r in rows], out)
         console.print(f"wrote {n} rows to {out}")

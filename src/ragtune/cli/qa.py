@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import BACKEND_HELP, RAY_HELP, console, err_console, print_json, progress_bar, start_ray, write_jsonl
+from ragtune.cli.common import (BACKEND_HELP, RAY_HELP, console, err_console, metrics_table, print_json, progress_bar, start_ray,
+                                 write_jsonl)
 
 MODE_HELP = "concat (all passages in one prompt), rag-sequence, rag-token or path (knowledge-graph indexes)."
 
@@ -166,14 +167,7 @@ def eval_qa_cmd(
     if as_json:
         print_json(report.to_dict())
         return
-    table = Table(title=f"{dataset.name}: {report.n} questions, {report.mode}, k={report.k}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [("EM", f"{report.em:.4f}"), ("F1", f"{report.f1:.4f}"),
-            ("gold passage hit rate", "n/a" if report.hit_rate is None else f"{report.hit_rate:.4f}"),
-            ("answer in retrieved passages", f"{report.answer_recall:.4f}"),
-            ("seconds / question", f"{report.seconds_per_question:.3f}"),
-            ("  retrieval", f"{report.retrieval_seconds_per_question:.4f}"), ("  generation", f"{report.generation_seconds_per_question:.3f}")]
-    for r in rows:
-        table.add_row(*r)
-    console.print(table)
+    rows = [("EM", report.em), ("F1", report.f1), ("gold passage hit rate", report.hit_rate),
+            ("answer in retrieved passages", report.answer_recall), ("seconds / question", report.seconds_per_question),
+            ("  retrieval", report.retrieval_seconds_per_question), ("  generation", report.generation_seconds_per_question)]
+    console.print(metrics_table(f"{dataset.name}: {report.n} questions, {report.mode}, k={report.k}", rows))

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from ragtune.cli.app import app, eval_app
-from ragtune.cli.common import RAY_HELP, console, print_json, progress_bar, start_ray
+from ragtune.cli.common import RAY_HELP, console, metrics_table, print_json, progress_bar, start_ray
 
 
 def _with_trained(idx, kind: Optional[str], trained: Optional[Path], device: Optional[str]) -> str:
@@ -91,10 +91,5 @@ def eval_retrieval_cmd(
     if as_json:
         print_json(metrics)
         return
-    table = Table(title=f"{dataset.name} {split} — {kind}")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for name, v in metrics.items():
-        table.add_row(name, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(table)
+    console.print(metrics_table(f"{dataset.name} {split} — {kind}", metrics.items()))
     console.print(f"per-query: {jsonl}\nreport: {md}")
