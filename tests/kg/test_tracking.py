@@ -79,3 +79,18 @@ def test_path_search_starts_from_the_tracked_entities(kg_world):
         assert {idx.graph.names[e.topic] for e in entries} <= {"杜甫", "李白"}
         # the message alone names no entity: nothing to start from
         assert (r.search(["他出生在哪里？"], 4).ids == -1).all()
+
+
+def test_english_follow_up_finds_the_fact_of_the_person_named_before(kg_world):
+    from ragtune.retrieval.index import Index
+
+    with Index.open(kg_world["index"]) as idx:
+        r = idx.retriever("paths")
+        history = [("tell me about kara_voss", "She is from veltria.")]
+        q = conversation_query("who is her spouse ?", history, ChatConfig(), idx.graph, r.linker)
+        # veltria, one back: (1 - 0.5 exp(-7/8) + 0.05) x 0.9; kara_voss, two back: (1 - 0.5 exp(-1) + 0.05) x 0.81
+        assert [n for n, _ in q.topics] == ["veltria", "kara_voss"]
+        assert [s for _, s in q.topics] == pytest.approx([(1.05 - 0.5 * math.exp(-7 / 8)) * 0.9, (1.05 - 0.5 * math.exp(-1)) * 0.81])
+        # the more recent place has no spouse: the path that answers starts from the person
+        best = idx.store.get([int(r.search([q], 3).ids[0, 0])])[0]
+        assert best.text.startswith("[spouse] kara_voss") and idx.store.tails(best.id) == ["emil_dorn"]
