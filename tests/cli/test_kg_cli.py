@@ -59,3 +59,20 @@ def test_convert_pathquestion_with_a_seeded_split(tmp_path, capsys):
     run(capsys, "convert", "pathquestion", pq, "--out", tmp_path / "all.jsonl")
     assert len((tmp_path / "all.jsonl").read_text().splitlines()) == 20
     assert "TRAIN:DEV:TEST" in fail(capsys, "convert", "pathquestion", pq, "--out", tmp_path / "x.jsonl", "--split", "8:2")
+
+
+def test_path_search_settings_are_kept_with_the_graph(tmp_path, capsys):
+    from ragtune.retrieval.index import Index
+
+    kb = write_kb(tmp_path / "kb.tsv", TRIPLES)
+    run(capsys, "index", "--triples", kb, "--index", tmp_path / "idx", "--path-search", "max_hops=2", "--path-search", "w_sparse=0.5")
+    with Index.open(tmp_path / "idx") as idx:
+        assert idx.manifest["graph"]["search"] == {"max_hops": 2, "w_sparse": 0.5}
+        assert idx.retriever("paths").settings.max_hops == 2
+    # again, the file unchanged: one setting changed, the other kept
+    run(capsys, "index", "--triples", kb, "--index", tmp_path / "idx", "--path-search", "beam=8")
+    with Index.open(tmp_path / "idx") as idx:
+        assert idx.manifest["graph"]["search"] == {"max_hops": 2, "w_sparse": 0.5, "beam": 8}
+    assert "max_hops, beam" in fail(capsys, "index", "--triples", kb, "--index", tmp_path / "idx", "--path-search", "hops=2")
+    assert "beam takes an integer" in fail(capsys, "index", "--triples", kb, "--index", tmp_path / "idx", "--path-search", "beam=wide")
+    assert "--triples" in fail(capsys, "index", tmp_path, "--index", tmp_path / "idx2", "--path-search", "beam=8")

@@ -20,6 +20,9 @@ def index_cmd(
     beir: List[Path] = typer.Option([], "--beir", help="A BEIR folder (corpus.jsonl) to index, whole documents."),
     triples: List[Path] = typer.Option([], "--triples", help="Knowledge-graph triples: .tsv/.txt (s<TAB>r<TAB>o), .nt, .ttl, .jsonl; repeatable."),
     triples_sep: Optional[str] = typer.Option(None, "--triples-sep", help="Field separator of .tsv/.txt triples (default a tab), e.g. '|'."),
+    path_search: List[str] = typer.Option([], "--path-search", help="A path search setting kept with the graph, NAME=VALUE: "
+                                          "max_hops, beam, max_frontier, max_edges, max_candidates, max_topics, min_link, "
+                                          "w_sparse, w_link (docs/kg.md); repeatable."),
     chunk_words: Optional[int] = typer.Option(None, "--chunk-words", help="Passage window in words (0: whole documents)."),
     chunk_overlap: Optional[int] = typer.Option(None, "--chunk-overlap", help="Overlap between windows in words."),
     encoder: Optional[str] = typer.Option(None, "--encoder", help="Dense encoder: a packaged name (minilm), a path or a hub id."),
@@ -41,10 +44,17 @@ def index_cmd(
         dense={"encoder": encoder, "device": device},
         index={"wait": wait},
     )
+    from ragtune.kg.paths import parse_settings
+
+    search = parse_settings(path_search) or None
+    if search and not triples:
+        from ragtune.errors import RagtuneError
+
+        raise RagtuneError("--path-search sets how triples are searched: give the triples with --triples")
     if triples and not paths and not beir:  # a knowledge graph alone (ragtune.kg)
         from ragtune.cli.kg import index_triples
 
-        return index_triples(index, triples, triples_sep, rebuild=rebuild, quiet=quiet, config=cfg)
+        return index_triples(index, triples, triples_sep, rebuild=rebuild, quiet=quiet, config=cfg, search=search)
     try:
         with progress_bar(quiet) as progress:
             report = update(index, paths or [], beir=beir, retrievers=retriever, config=cfg, rebuild=rebuild,
@@ -56,7 +66,7 @@ def index_cmd(
     if triples:
         from ragtune.cli.kg import index_triples
 
-        index_triples(index, triples, triples_sep, rebuild=False, quiet=quiet, config=cfg)
+        index_triples(index, triples, triples_sep, rebuild=False, quiet=quiet, config=cfg, search=search)
     if quiet:
         return
     console.print(

@@ -12,11 +12,11 @@ from ragtune.cli.common import BACKEND_HELP, console, metrics_table, print_json,
 
 
 def index_triples(index: Path, triples: List[Path], sep: Optional[str], *, rebuild: bool = False, quiet: bool = False,
-                  config=None) -> None:
+                  config=None, search: Optional[dict] = None) -> None:
     """What `ragtune index --triples` runs: the graph update, then a summary and every malformed line."""
     from ragtune.kg.ingest import update_triples
 
-    report = update_triples(index, triples, sep=sep, rebuild=rebuild, config=config)
+    report = update_triples(index, triples, sep=sep, rebuild=rebuild, config=config, search=search)
     print_skipped(report.problems, limit=20)
     if quiet:
         return

@@ -39,6 +39,28 @@ class SearchSettings:
     w_link: float = 1.0
 
 
+def parse_settings(pairs: Sequence[str]) -> dict:
+    """``["max_hops=2", "w_sparse=0.5"]`` -> ``{"max_hops": 2, "w_sparse": 0.5}``, typed as ``SearchSettings``'s
+    fields; a bad name or value raises ``RagtuneError`` naming the choices."""
+    from dataclasses import fields
+
+    from ragtune.errors import RagtuneError
+
+    kinds = {f.name: type(f.default) for f in fields(SearchSettings)}
+    out: dict = {}
+    for pair in pairs:
+        name, eq, value = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not eq or name not in kinds:
+            raise RagtuneError(f"bad path search setting {pair!r}: use NAME=VALUE with NAME one of {', '.join(kinds)}")
+        try:
+            out[name] = kinds[name](value.strip())
+        except ValueError:
+            what = "an integer" if kinds[name] is int else "a number"
+            raise RagtuneError(f"bad path search setting {pair!r}: {name} takes {what}") from None
+    return out
+
+
 @dataclass
 class Chain:
     topic: int
