@@ -86,7 +86,6 @@ def paper_scores(replies, refs) -> dict:
 def replies(rag, examples, args) -> dict:
     from ragtune.evaluation.dialogue import evaluate_dialogue
 
-    t0 = time.perf_counter()
     r = evaluate_dialogue(with_chat(rag, query="history"), examples, mode="rag-sequence", k=args.k, batch_size=4,
                           max_new_tokens=args.max_new_tokens, thorough=False)
     d = r.to_dict()

@@ -19,6 +19,11 @@ else:  # pragma: no cover
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
+    def with_values(self, **fields):
+        """A validated copy with some fields replaced, e.g. ``chat.with_values(query="last-turn")``; None values
+        are ignored (an option the user did not give)."""
+        return type(self).model_validate(self.model_dump() | {k: v for k, v in fields.items() if v is not None})
+
 
 class AnalyzerConfig(Section):
     normalize: Literal["NFKC", "NFC", "none"] = "NFKC"
@@ -217,6 +222,7 @@ class Config(Section):
 
     def updated(self, **sections: dict) -> "Config":
         """A copy with some fields of some sections replaced, e.g. ``updated(rag={"k": 3})``; None values are ignored."""
+        # validated as a whole, so an error names its section: "training.objective"
         data = self.model_dump()
         for name, fields in sections.items():
             data[name].update({k: v for k, v in fields.items() if v is not None})

@@ -38,7 +38,6 @@ def eval_dialogue_cmd(
 ) -> None:
     """Knowledge Recall@1/5, BLEU-1/4, character F1, Distinct-1/2 and value rate of chat replies."""
     from ragtune.cli.qa import open_rag
-    from ragtune.config import ChatConfig
     from ragtune.dialogue.kdconv import load_dialogue
     from ragtune.evaluation.dialogue import evaluate_dialogue
 
@@ -47,8 +46,7 @@ def eval_dialogue_cmd(
     print_skipped(problems)
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever, config=config, device=device,
                    backend=backend)
-    chat = rag.chat.model_dump() | {n: v for n, v in (("query", query), ("min_knowledge", min_knowledge)) if v is not None}
-    rag.chat = ChatConfig.model_validate(chat)
+    rag.chat = rag.chat.with_values(query=query, min_knowledge=min_knowledge)
     opts = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
     with progress_bar(as_json) as progress:
         report = evaluate_dialogue(rag, examples, batch_size=batch_size, generate=not no_generate,

@@ -107,10 +107,7 @@ def chat_cmd(
     """A multi-turn conversation over an index: one message a line on stdin; "exit" or end of input ends it."""
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever,
                    config=config, device=device, backend=backend)
-    if query is not None:
-        from ragtune.config import ChatConfig
-
-        rag.chat = ChatConfig.model_validate(rag.chat.model_dump() | {"query": query})
+    rag.chat = rag.chat.with_values(query=query)
     opts = _decoding(None, max_new_tokens)
     history: list[tuple[str, str]] = []
     interactive = sys.stdin.isatty()

@@ -156,11 +156,16 @@ def parse_qa_row(row: Any, line: int = 0, *, require_answers: bool = False) -> Q
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         raise ValueError("'positive_texts' must be a list of strings")
     history = row.get("history")
-    if history is not None and not (isinstance(history, list) and all(
-            isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history)):
-        raise ValueError("'history' must be a list of [user, assistant] pairs")
     return QARecord(q.strip(), answers, list(ids), list(texts), line,
-                    history=None if history is None else [(u, a) for u, a in history])
+                    history=None if history is None else parse_history(history))
+
+
+def parse_history(value: Any) -> list[tuple[str, str]]:
+    """A row's ``history``, ``[[user, assistant], ...]``, as turns; raises ``ValueError`` naming the problem."""
+    if not isinstance(value, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t)
+                                              for t in value):
+        raise ValueError("'history' must be a list of [user, assistant] pairs")
+    return [(u, a) for u, a in value]
 
 
 def load_qa_jsonl(

@@ -155,16 +155,16 @@ def load_dialogue(path: str | Path, *, with_knowledge_only: bool = True, problem
 
 def _from_row(row: Any, n: int) -> DialogueExample:
     """A ``to_row`` row back as an example; raises ValueError naming what is wrong."""
+    from ragtune.corpus.squad import parse_history
+
     if not isinstance(row, dict):
         raise ValueError("not a JSON object")
     message, answers = row.get("question"), row.get("answers")
     if not isinstance(message, str) or not isinstance(answers, list) or not answers or not isinstance(answers[0], str):
         raise ValueError("needs a string 'question' and a non-empty 'answers' list")
-    history = row.get("history", [])
-    if not isinstance(history, list) or not all(isinstance(t, list) and len(t) == 2 and all(isinstance(x, str) for x in t) for t in history):
-        raise ValueError("'history' must be a list of [user, assistant] pairs")
+    history = parse_history(row.get("history", []))
     knowledge = row.get("knowledge", [])
     if not isinstance(knowledge, list) or not all(isinstance(t, list) and len(t) == 3 and all(isinstance(x, str) for x in t) for t in knowledge):
         raise ValueError("'knowledge' must be a list of [subject, relation, object] triples")
-    return DialogueExample(conversation=-1, turn=n, history=tuple((u, a) for u, a in history), message=message,
+    return DialogueExample(conversation=-1, turn=n, history=tuple(history), message=message,
                            response=answers[0], knowledge=tuple((s, r, o) for s, r, o in knowledge))

@@ -95,9 +95,10 @@ def evaluate_dialogue(rag: Any, examples: Sequence[Any], *, mode: str | None = N
     for start in range(0, len(examples), batch_size):
         batch = list(examples[start:start + batch_size])
         msgs, hists = [e.message for e in batch], [e.history for e in batch]
-        hits = rag.retrieve_turns(msgs, hists, depth)
+        queries = rag.turn_queries(msgs, hists)  # built once: a rewrite costs a generation
+        hits = rag.retrieve_turns(msgs, hists, depth, queries=queries)
         rows = hits.passages(rag.store)
-        outs = rag.chat_batch(msgs, hists, mode=mode, k=k, **decoding) if generate else [None] * len(batch)
+        outs = rag.chat_batch(msgs, hists, queries=queries, mode=mode, k=k, **decoding) if generate else [None] * len(batch)
         for e, row, ids, out in zip(batch, rows, hits.ids, outs):
             used = bool((ids[:k] != EMPTY_ID).any())
             decided += used == bool(e.knowledge)

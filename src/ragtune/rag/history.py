@@ -21,7 +21,6 @@ from typing import Any, Sequence
 from ragtune.errors import RagtuneError
 
 Turn = tuple[str, str]
-QUERY_KINDS = ("history", "last-turn", "joined", "rewrite")
 
 
 class ChatQuery(str):

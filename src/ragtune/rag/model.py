@@ -221,6 +221,16 @@ class RAG:
         rewrites = self.rewrite(messages, histories) if self.chat.query == "rewrite" else [None] * len(messages)
         return [conversation_query(m, tuple(h), self.chat, graph, linker, r) for m, h, r in zip(messages, histories, rewrites)]
 
+    def queries(self, questions: Sequence[str], histories: Sequence[Sequence[tuple[str, str]] | None]) -> list[str]:
+        """Each row's retrieval query: the question itself, or for a chat turn (a history that is not None, even
+        an empty one) the one ``turn_queries`` builds."""
+        out: list[str] = list(questions)
+        turns = [b for b, h in enumerate(histories) if h is not None]
+        if turns:
+            for b, q in zip(turns, self.turn_queries([questions[b] for b in turns], [histories[b] for b in turns])):
+                out[b] = q
+        return out
+
     def rewrite(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]]) -> list[str | None]:
         """The generator's standalone version of each message that has a history (greedy, one line; None without
         history, where the message already stands alone)."""
@@ -294,15 +304,20 @@ class RAG:
         (``[chat] query``) and the prompt (``[chat] template``)."""
         return self.chat_batch([message], [history], **overrides)[0]
 
-    def chat_batch(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], **overrides: Any) -> list[RagOutput]:
-        """``chat_turn`` for many conversations in one batch (a first turn, with no history, is a chat turn too)."""
+    def chat_batch(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], *,
+                   queries: Sequence[str] | None = None, **overrides: Any) -> list[RagOutput]:
+        """``chat_turn`` for many conversations in one batch (a first turn, with no history, is a chat turn too);
+        ``queries``, when given, are the turns' ``turn_queries`` already built (a rewrite is not made twice)."""
         if len(messages) != len(histories):
             raise ValueError(f"{len(messages)} messages but {len(histories)} histories")
-        return self._answer(list(messages), [tuple(h) for h in histories], overrides, dialogue=[True] * len(messages))
+        return self._answer(list(messages), [tuple(h) for h in histories], overrides, dialogue=[True] * len(messages),
+                            queries=queries)
 
-    def retrieve_turns(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], k: int | None = None) -> Hits:
-        """The passages chat turns are answered from (``turn_queries``, then the ``[chat] min_knowledge`` cut)."""
-        hits = self.retrieve(self.turn_queries(messages, histories), k)
+    def retrieve_turns(self, messages: Sequence[str], histories: Sequence[Sequence[tuple[str, str]]], k: int | None = None, *,
+                       queries: Sequence[str] | None = None) -> Hits:
+        """The passages chat turns are answered from (``turn_queries``, or ``queries`` already built, then the
+        ``[chat] min_knowledge`` cut)."""
+        hits = self.retrieve(list(queries) if queries is not None else self.turn_queries(messages, histories), k)
         return hits if self.chat.min_knowledge is None else without_weak_knowledge(hits, self.chat.min_knowledge)
 
     def _split(self, overrides: dict[str, Any]) -> tuple[str, int, bool, dict[str, Any]]:
@@ -313,9 +328,9 @@ class RAG:
         return mode, k, self.thorough if thorough is None else bool(thorough), gen
 
     def _answer(self, questions: list[str], histories: list[tuple], overrides: dict[str, Any], sink: Any = None,
-                dialogue: Sequence[bool] | None = None) -> list[RagOutput]:
+                dialogue: Sequence[bool] | None = None, queries: Sequence[str] | None = None) -> list[RagOutput]:
         """``dialogue[b]``: row b is a chat turn (its query from ``turn_queries``, its prompt a reply's), else a
-        question (``ask_batch`` makes a row with a history a chat turn)."""
+        question (``ask_batch`` makes a row with a history a chat turn); ``queries``: the rows' queries, built."""
         from ragtune.rag.decoding import rag_sequence_decode, rag_token_decode
 
         if not questions:
@@ -328,13 +343,10 @@ class RAG:
             from ragtune.generation.prompts import DIALOGUE_STOP
 
             gen_opts = gen_opts | {"stop": [*self.generator.defaults.stop, DIALOGUE_STOP]}
-        queries: list[str] = list(questions)
-        turns = [b for b, c in enumerate(chat) if c]
-        if turns:
-            for b, q in zip(turns, self.turn_queries([questions[b] for b in turns], [histories[b] for b in turns])):
-                queries[b] = q
+        if queries is None:
+            queries = self.queries(questions, [h if c else None for h, c in zip(histories, chat)])
         hits = self.retrieve(queries, k)
-        if turns and self.chat.min_knowledge is not None:
+        if any(chat) and self.chat.min_knowledge is not None:
             hits = without_weak_knowledge(hits, self.chat.min_knowledge, rows=np.array(chat))
         rows = hits.passages(self.store)
         t1 = time.perf_counter()

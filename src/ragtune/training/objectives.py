@@ -54,33 +54,29 @@ class Objective:
     def loss(self, batch: Sequence[QARecord], mode: str | None = None) -> torch.Tensor:
         if self.cfg.objective == "contrastive":
             return self._contrastive(batch)
-        hits, rows = self._retrieve(self.queries(batch))
+        queries = self.queries(batch)
+        hits, rows = self._retrieve(queries)
         if self.cfg.objective == "lm-supervised":
-            return self._lm_supervised(batch, hits, rows)
-        return self._rag(batch, hits, rows, mode or self.cfg.mode)
+            return self._lm_supervised(batch, queries, hits, rows)
+        return self._rag(batch, queries, hits, rows, mode or self.cfg.mode)
 
     # -- the three objectives ------------------------------------------------------------------------------
 
     def queries(self, batch: Sequence[QARecord]) -> list[str]:
         """What each example is retrieved with: its question, or for a chat turn (a row with a history) the query
         ``RAG.turn_queries`` builds, so training scores the passages that answering retrieves."""
-        out: list[str] = [e.question for e in batch]
-        turns = [b for b, e in enumerate(batch) if e.history is not None]
-        if turns:
-            for b, q in zip(turns, self.rag.turn_queries([batch[b].question for b in turns], [batch[b].history for b in turns])):
-                out[b] = q
-        return out
+        return self.rag.queries([e.question for e in batch], [e.history for e in batch])
 
     @staticmethod
     def histories(batch: Sequence[QARecord]) -> list[Any] | None:
         """Chat turns' histories for the prompts (None when no row is a chat turn)."""
         return [e.history or () for e in batch] if any(e.history is not None for e in batch) else None
 
-    def _rag(self, batch: Sequence[QARecord], hits: Hits, rows: list[list[Any]], mode: str) -> torch.Tensor:
+    def _rag(self, batch: Sequence[QARecord], queries: list[str], hits: Hits, rows: list[list[Any]], mode: str) -> torch.Tensor:
         cfg = self.cfg
         questions = [e.question for e in batch]
         with self.autocast():
-            doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(self.queries(batch), hits, rows), rows)
+            doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(queries, hits, rows), rows)
             scored = self.rag.passage_logprobs(questions, [e.answers[0] for e in batch], rows,
                                                vocab_mean=cfg.label_smoothing > 0, histories=self.histories(batch))
         loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
@@ -88,11 +84,11 @@ class Objective:
                        length_normalize=cfg.length_normalize, reduction="sum",
                        smooth_logp=scored[2] if cfg.label_smoothing > 0 else None)
 
-    def _lm_supervised(self, batch: Sequence[QARecord], hits: Hits, rows: list[list[Any]]) -> torch.Tensor:
+    def _lm_supervised(self, batch: Sequence[QARecord], queries: list[str], hits: Hits, rows: list[list[Any]]) -> torch.Tensor:
         """KL(softmax(log P(y|q,z) / tau) || p(z|q)) over the top k: the retriever learns the generator's ranking."""
         questions = [e.question for e in batch]
         with self.autocast():
-            doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(self.queries(batch), hits, rows), rows)
+            doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(queries, hits, rows), rows)
             with torch.no_grad():
                 tok_logp, mask = self.rag.passage_logprobs(questions, [e.answers[0] for e in batch], rows,
                                                            histories=self.histories(batch))
