@@ -60,23 +60,40 @@ def test_hybrid_over_shards_equals_single(indexes, queries):
         np.testing.assert_array_equal(got.ids, want.ids)
 
 
-def test_incremental_update_keeps_shards_exact(tmp_path, beir_dir, config, queries):
-    """Adding documents to a sharded index (dense vectors gathered from the shards, sparse rebuilt) still equals a
-    single index of the same passages; --shards 1 turns it back into the single format."""
+def test_incremental_update_keeps_shards_exact(tmp_path, beir_dir, config, queries, monkeypatch):
+    """Adding and changing documents in a sharded index (dense vectors gathered from the shards, sparse segments
+    put back together: nothing re-encoded or re-analysed) still equals a single index of the same passages, scores
+    included; --shards 1 turns it back into the single format."""
+    from ragtune.retrieval import registry
     from ragtune.retrieval.update import update
 
     extra = tmp_path / "extra"
     extra.mkdir()
-    (extra / "a.txt").write_text("apple river stone apple tower tower music", encoding="utf-8")
+    kinds = ["bm25", "tfidf", "dense"]
     one, two = tmp_path / "one", tmp_path / "two"
     for d, n in ((one, None), (two, 2)):
-        update(d, beir=[beir_dir], retrievers=["bm25", "dense"], config=config, shards=n)
-        update(d, [extra], beir=[beir_dir], retrievers=["bm25", "dense"], config=config)
-    with Index.open(one) as a, Index.open(two) as b:
-        assert b.manifest["shards"]["count"] == 2
-        for kind in ("bm25", "dense"):
-            a.retriever(kind).optimize() if kind == "bm25" else None
-            np.testing.assert_array_equal(b.retriever(kind).search(queries, 10).ids, a.retriever(kind).search(queries, 10).ids)
+        update(d, beir=[beir_dir], retrievers=kinds, config=config, shards=n)
+    create = registry.create
+
+    def no_rebuild(kind, *a, **kw):
+        raise AssertionError(f"the {kind} retriever was rebuilt from the store")
+
+    for text in ("apple river stone apple tower tower music", "river cloud cloud signal"):  # added, then changed
+        (extra / "a.txt").write_text(text, encoding="utf-8")
+        update(one, [extra], beir=[beir_dir], retrievers=kinds, config=config)
+        monkeypatch.setattr(registry, "create", no_rebuild)
+        update(two, [extra], beir=[beir_dir], retrievers=kinds, config=config)
+        monkeypatch.setattr(registry, "create", create)
+        with Index.open(one) as a, Index.open(two) as b:
+            # the changed file's old passage is gone from the shards too: equal live counts
+            assert b.manifest["shards"]["count"] == 2 and len(b.retriever("bm25")) == len(a.retriever("bm25")) == 241
+            for kind in kinds:
+                single = a.retriever(kind)
+                if kind != "dense":
+                    single.optimize()  # the shards were cut from one reweighted segment
+                want, got = single.search(queries, 10), b.retriever(kind).search(queries, 10)
+                np.testing.assert_array_equal(got.ids, want.ids)
+                np.testing.assert_allclose(got.scores, want.scores, rtol=1e-6)
     update(two, [extra], beir=[beir_dir], config=config, shards=1)
     assert (two / "bm25").is_dir() and not (two / "shards").exists()
     with Index.open(two) as b, Index.open(one) as a:

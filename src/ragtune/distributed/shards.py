@@ -163,16 +163,21 @@ def _local_size(part: Any) -> int:
     return len(part)
 
 
-def load_merged(index_dir: Path, kind: str, count: int, *, device: str | None = None) -> Any | None:
-    """The whole-corpus retriever of a sharded index, for an incremental update: dense vectors are gathered from
-    the shards (no re-encoding); a sparse retriever returns None and is rebuilt from the store (cheap, and its
-    corpus statistics are then exact)."""
-    if kind in SPARSE_KINDS:
-        return None
+def load_merged(index_dir: Path, kind: str, count: int, *, device: str | None = None) -> Any:
+    """The whole-corpus retriever of a sharded index, for an incremental update, without re-encoding or
+    re-analysing the corpus: dense vectors are gathered from the shards; a sparse shard keeps the corpus-wide
+    vocabulary and statistics (the query side) beside its column slice of the postings, so the shards' segments
+    put side by side under shard 0's statistics are the whole index (``split_retriever`` reweights them on the
+    next split, so the statistics stay exact)."""
     from ragtune.retrieval import registry
-    from ragtune.retrieval.dense import DenseRetriever
 
     parts = [registry.load(kind, shard_path(index_dir, s) / kind, device=device) for s in range(count)]
+    if kind in SPARSE_KINDS:
+        whole = parts[0]
+        whole.segments = [seg for p in parts for seg in p.segments]
+        return whole
+    from ragtune.retrieval.dense import DenseRetriever
+
     whole = DenseRetriever(parts[0].cfg, parts[0].encoder)
     for p in parts:
         if len(p):

@@ -155,7 +155,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
             progress(f"index {kind}", 0, None)
             merge = optimize
             r = None
-            if kind in built:  # a sharded index's sparse part comes back None: rebuilt, so statistics stay exact
+            if kind in built:
                 r = load_part(index_dir, f"the {kind} retriever ({kind}/)",
                               lambda: sharding.load_merged(staging, kind, old_shards) if old_shards > 1
                               else registry.load(kind, staging / kind))
