@@ -24,6 +24,8 @@ from ragtune.errors import RagtuneError
 from ragtune.retrieval import registry
 from ragtune.retrieval.index import FORMAT_VERSION, MANIFEST, STORE, Index, load_part
 
+ENCODING_DIR = "encoding"  # Ray encoding workers write vectors here (in the staging copy; removed before the swap)
+
 
 @dataclass
 class IndexReport(IngestReport):
@@ -163,12 +165,12 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
                 if removed:
                     r.delete(removed)
                 if added:
-                    _add(r, added, ray)
+                    _add(r, added, ray, staging / ENCODING_DIR)
             else:
                 r = registry.create(kind, config)
                 batches = 0
                 for batch in store.iter_passages(batch_size=50_000):
-                    _add(r, batch, ray)
+                    _add(r, batch, ray, staging / ENCODING_DIR)
                     batches += 1
                 merge = merge or batches > 1  # one segment, so corpus statistics are exact from the start
             if merge and hasattr(r, "optimize"):
@@ -178,6 +180,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
             else:
                 _save_retriever(r, staging / kind)
             progress(f"index {kind}", 1, 1)
+        shutil.rmtree(staging / ENCODING_DIR, ignore_errors=True)
         if n_shards == 1:
             sharding.remove_shards(staging)
         n_sources = len(store.sources())
@@ -206,12 +209,13 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
     return report
 
 
-def _add(r, passages, ray: str | None) -> None:
-    """``r.add(passages)``; with ``ray``, dense passages are encoded on a pool of Ray actors first."""
+def _add(r, passages, ray: str | None, spill_dir: Path | None = None) -> None:
+    """``r.add(passages)``; with ``ray``, dense passages are encoded on a pool of Ray actors first, which write the
+    vectors into ``spill_dir`` (the staging directory: storage the shard actors already share)."""
     if ray and getattr(r, "kind", None) == "dense":
         from ragtune.distributed.encoding import add_encoded
 
-        add_encoded(r, passages, ray)
+        add_encoded(r, passages, ray, spill_dir)
     else:
         r.add(passages)
 
