@@ -158,3 +158,16 @@ def test_dense_ties_at_the_kth_score_go_to_smaller_ids():
     big = sorted(ids[::3].tolist())
     assert got[0].tolist() == big + sorted(set(range(24)) - set(big))[:2]
     assert (got == got[0]).all()
+
+
+def test_dense_ties_longer_than_the_margin_still_go_to_smaller_ids():
+    """A tie of 100 equal vectors at the k-th place (longer than the extra hits first fetched) widens the fetch."""
+    from ragtune.retrieval.dense.vector_index import TIE_MARGIN, VectorIndex
+
+    n = 100
+    assert n > 5 + TIE_MARGIN
+    index = VectorIndex(4)
+    index.add(np.arange(n - 1, -1, -1), np.ones((n, 4), dtype=np.float32))  # largest id first
+    scores, got = index.search(np.ones((2, 4), np.float32), 5)
+    assert got.tolist() == [[0, 1, 2, 3, 4]] * 2
+    np.testing.assert_array_equal(scores, np.full((2, 5), 4.0, np.float32))

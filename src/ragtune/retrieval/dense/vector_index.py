@@ -220,10 +220,16 @@ class VectorIndex:
             return scores, ids
         kk = min(k, int(self._index.ntotal))
         # Equal scores go to the smaller id, as the sparse engine and the shard merge order them. FAISS keeps any
-        # one of a tie at the k-th score (which one can vary with its threads), so a few more are fetched and cut.
-        wide = min(kk + TIE_MARGIN, int(self._index.ntotal))
-        d, i = self._index.search(q, wide, params=self._search_params(wide))
-        d[i < 0] = -np.inf  # FAISS pads with -FLT_MAX under inner product
+        # one of a tie at the k-th score (which one can vary with its threads), so more are fetched and cut; while
+        # a row's last fetched score still equals its k-th, the tie may run on past the fetch: fetch twice as many.
+        total = int(self._index.ntotal)
+        wide = min(kk + TIE_MARGIN, total)
+        while True:
+            d, i = self._index.search(q, wide, params=self._search_params(wide))
+            d[i < 0] = -np.inf  # FAISS pads with -FLT_MAX under inner product
+            if wide >= total or not np.any(np.isfinite(d[:, -1]) & (d[:, -1] == d[:, kk - 1])):
+                break
+            wide = min(2 * wide, total)
         order = np.lexsort((np.where(i < 0, np.iinfo(np.int64).max, i), -d), axis=1)[:, :kk]
         d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
         scores[:, :kk], ids[:, :kk] = d, i
