@@ -49,18 +49,24 @@ def _package_dir(package: str) -> Path:
 
 def _convert_gguf(src_dir: Path, gguf_file: str, out: Path) -> Path:
     """Dequantise a GGUF checkpoint once into an fp32 safetensors directory (atomic: temp dir, then rename)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, modeling_gguf_pytorch_utils as gguf
 
-    with atomic_dir(out) as tmp:
-        tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
-        # The weights are dequantised to fp32 on load; dropping the GGUF quantizer marks them as plain weights,
-        # which transformers otherwise refuses to serialise.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
+    # the dequantiser draws its own tqdm bar, which transformers' disable_progress_bar does not reach; our one
+    # line on stderr says what is happening
+    bar, gguf.tqdm = gguf.tqdm, lambda items, **_: items
+    try:
+        with atomic_dir(out) as tmp:
+            tok = AutoTokenizer.from_pretrained(src_dir, gguf_file=gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=gguf_file, dtype="float32")
+            # The weights are dequantised to fp32 on load; dropping the GGUF quantizer marks them as plain weights,
+            # which transformers otherwise refuses to serialise.
+            model.hf_quantizer = None
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            model.save_pretrained(tmp, safe_serialization=True)
+            tok.save_pretrained(tmp)
+    finally:
+        gguf.tqdm = bar
     return out
 
 
