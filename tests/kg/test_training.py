@@ -85,3 +85,34 @@ def test_end_to_end_rag_training_moves_generator_and_path_scorer(kg_world, tmp_p
     moved = [n for n, p in trainer.encoder.model.named_parameters() if not torch.allclose(p.detach(), start[n])]
     assert moved, "the path scorer's query encoder did not move"
     assert (tmp_path / "out" / "query_encoder").is_dir() and (tmp_path / "out" / "generator").is_dir()
+
+
+def test_end_to_end_training_continues_from_a_trained_retriever(kg_world, tmp_path):
+    """Two stages: the retriever alone, then end to end from its directory (``--generator OUT``); the second run's
+    query encoder starts at the first one's weights, not at the index's encoder."""
+    from ragtune.config import Config
+    from ragtune.rag.model import RAG
+    from ragtune.retrieval.dense import Encoder
+    from ragtune.training.run import fine_tune
+    from tests.helpers.tiny_lm import tiny_causal_lm
+
+    rows = templated_rows()[:8]
+    lm = tiny_causal_lm(tmp_path / "lm", [r["question"] + " " + " ".join(r["answers"]) for r in rows] + [" ".join(t) for t in TRIPLES],
+                        hidden=32, layers=1, vocab_size=300)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = {"batch_size": 4, "max_steps": 2, "encoder_lr": 1e-2, "warmup_ratio": 0.0, "eval_every": 1000, "save_every": 1000}
+    stage1 = Config().updated(generator={"model": str(lm)}, rag={"k": 3},
+                              training={**base, "objective": "contrastive", "hard_negatives": 0})
+    fine_tune(kg_world["index"], train, tmp_path / "retriever", config=stage1, progress=False)
+    trained = dict(Encoder.load(tmp_path / "retriever" / "query_encoder").model.named_parameters())
+    untrained = dict(RAG.from_index(kg_world["index"], retriever="paths", config=stage1).retriever.encoder.model.named_parameters())
+    assert any(not torch.allclose(trained[n], untrained[n]) for n in trained)
+
+    stage2 = stage1.updated(training={**base, "objective": "rag", "max_steps": 1, "lr": 0.0, "encoder_lr": 0.0})
+    trainer, result = fine_tune(kg_world["index"], train, tmp_path / "e2e", generator=str(tmp_path / "retriever"), config=stage2,
+                                progress=False)
+    assert result.steps == 1
+    assert trainer.rag.retriever.kind == "paths"
+    for n, p in trainer.encoder.model.named_parameters():  # lr 0: still exactly the stage-1 weights
+        assert torch.equal(p.detach(), trained[n].detach()), n

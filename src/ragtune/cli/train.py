@@ -26,7 +26,8 @@ def train_cmd(
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the whole generator."),
     freeze: List[str] = typer.Option([], "--freeze", help="generator, query-encoder or doc-encoder; repeatable."),
     retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever of the index to train through (default dense)."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="Generator model (packaged name, path or hub id)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Generator model (packaged name, path or hub id), or a "
+                                             "trained directory to continue from (its generator and query encoder)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimiser steps."),
     resume: bool = typer.Option(False, "--resume", help="Continue exactly from OUT/checkpoint."),

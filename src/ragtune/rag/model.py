@@ -138,15 +138,16 @@ class RAG:
             check_mode(mode)
         if is_trained_dir(model):
             return cls.from_pretrained(model, index_dir=index_dir, device=device, mode=mode, k=k, retriever=retriever,
-                                       backend=backend)
+                                       backend=backend, config=config)
         return cls.from_index(index_dir, retriever=retriever, model=None if model is None else str(model), mode=mode, k=k,
                               config=config, device=device, backend=backend)
 
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, *, index_dir: str | Path | None = None, device: str = "cpu",
                         mode: str | None = None, k: int | None = None, retriever: str | None = None,
-                        backend: str | None = None) -> "RAG":
-        """Load a trained directory (layout in ``rag.trained``); arguments win over what it recorded."""
+                        backend: str | None = None, config: Any = None) -> "RAG":
+        """Load a trained directory (layout in ``rag.trained``); arguments win over what it recorded (``config``, as
+        for ``from_index``, defaults to the index's own)."""
         from ragtune.rag.trained import GENERATOR_DIR, apply_trained_retriever, index_of, read_meta
 
         meta = read_meta(model_dir)
@@ -154,7 +155,7 @@ class RAG:
         generator = Generator.load(Path(model_dir) / GENERATOR_DIR, device=device, backend=backend)
         rag = cls.from_index(index_dir if index_dir is not None else index_of(model_dir, meta),
                              retriever=retriever or rag_cfg.get("retriever"), mode=mode or rag_cfg.get("mode"),
-                             k=k or rag_cfg.get("k"), device=device, generator=generator)
+                             k=k or rag_cfg.get("k"), device=device, generator=generator, config=config)
         if "doc_temperature" in rag_cfg:
             rag.doc_temperature = float(rag_cfg["doc_temperature"])
         apply_trained_retriever(rag.retriever, model_dir, device=device)

@@ -70,8 +70,9 @@ def fine_tune(
         retriever = "paths"  # a knowledge graph: train its path scorer (ragtune.retrieval.paths)
     if retriever not in ("dense", "paths") and (t.train_query_encoder or t.train_doc_encoder):
         raise RagtuneError(f"the {retriever} retriever has no encoder to train; add --freeze query-encoder")
-    rag = RAG.from_index(index_dir, retriever=retriever, model=generator or cfg.generator.model, mode=t.mode,
-                         k=cfg.rag.k, config=cfg, device=t.device)
+    # a trained directory continues from its generator and query encoder (e.g. end to end after the retriever alone)
+    rag = RAG.open(index_dir, model=generator or cfg.generator.model, retriever=retriever, mode=t.mode, k=cfg.rag.k,
+                   config=cfg, device=t.device)
     negatives = None
     if t.objective == "contrastive" and t.hard_negatives > 0 and retriever == "paths":
         negatives = rag.retriever  # other paths of the question's own entities: the hardest negatives
