@@ -47,9 +47,9 @@ def evaluate(rag, rows, mode: str, k: int, **decoding) -> dict:
             "f1": round(100 * d["f1"], 2), "n": d["n"], "seconds_per_question": round(d["seconds_per_question"], 4)}
 
 
-def modes(rag, test, args) -> dict:
+def modes(rag, test, args, generate: bool = True) -> dict:
     out = {"path": evaluate(rag, test, "path", args.k)}
-    if args.gen_n:
+    if args.gen_n and generate:
         for mode in ("concat", "rag-sequence"):
             out[mode] = evaluate(rag, test[: args.gen_n], mode, args.k, max_new_tokens=args.max_new_tokens)
     return out
@@ -83,16 +83,46 @@ def run_split(name: str, index: Path, parts, split: str, work: Path, args) -> di
     print(f"{name} {split} trained {result.steps} steps in {train_s:.0f} s, last loss {result.losses[-1]:.3f}", flush=True)
     rag = RAG.from_pretrained(out_dir, index_dir=index, mode="path", k=args.k)
     t0 = time.perf_counter()
-    after = modes(rag, test, args)
+    end_to_end = bool(args.gen_n and args.gen_train_minutes)
+    after = modes(rag, test, args, generate=not end_to_end)
     print(f"{name} {split} after: {after} ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return {"n_train": len(train), "n_dev": len(dev), "n_test": len(test), "before": before, "after": after,
-            "train_steps": result.steps, "train_seconds": round(train_s, 1), "hits1_before": before["path"]["hits1"],
-            "hits1_after": after["path"]["hits1"], "path_recall": after["path"]["path_recall"],
-            "path_recall_before": before["path"]["path_recall"]}
+    out = {"n_train": len(train), "n_dev": len(dev), "n_test": len(test), "before": before, "after": after,
+           "train_steps": result.steps, "train_seconds": round(train_s, 1), "hits1_before": before["path"]["hits1"],
+           "hits1_after": after["path"]["hits1"], "path_recall": after["path"]["path_recall"],
+           "path_recall_before": before["path"]["path_recall"]}
+    if end_to_end:
+        out["end_to_end"] = _end_to_end(name, split, index, files, out_dir, work, test, args)
+    return out
 
 
-def _train(fine_tune, index, files, out_dir, cfg, args):
-    return fine_tune(index, files["train"], out_dir, dev_file=None, config=cfg, progress=False, max_seconds=args.minutes * 60)
+def _train(fine_tune, index, files, out_dir, cfg, args, minutes=None, generator=None):
+    return fine_tune(index, files["train"], out_dir, dev_file=None, config=cfg, progress=False, generator=generator,
+                     max_seconds=(minutes or args.minutes) * 60)
+
+
+def _end_to_end(name, split, index, files, retriever_dir, work, test, args) -> dict:
+    """Second stage: generator and path scorer trained end to end (RAG-Sequence NLL of the gold answer) from the
+    contrastively trained retriever; then the generator modes on the same test questions as before."""
+    from ragtune.config import Config
+    from ragtune.rag.model import RAG
+    from ragtune.training.run import fine_tune
+
+    cfg = Config().updated(rag={"k": args.gen_train_k},
+                           training={"objective": "rag", "batch_size": args.gen_batch_size, "lr": args.gen_lr,
+                                     "encoder_lr": args.lr, "max_steps": args.gen_train_steps, "warmup_ratio": 0.05,
+                                     "gradient_checkpointing": False, "eval_every": 10 ** 6, "save_every": 10 ** 6, "seed": 0})
+    out_dir = work / f"{name}-{split}-e2e"
+    t0 = time.perf_counter()
+    _, result = _train(fine_tune, index, files, out_dir, cfg, args, minutes=args.gen_train_minutes, generator=str(retriever_dir))
+    train_s = time.perf_counter() - t0
+    print(f"{name} {split} end to end: {result.steps} steps in {train_s:.0f} s, loss {result.losses[0]:.3f} -> "
+          f"{result.losses[-1]:.3f}", flush=True)
+    rag = RAG.from_pretrained(out_dir, index_dir=index, mode="path", k=args.k)
+    t0 = time.perf_counter()
+    after = modes(rag, test, args)
+    print(f"{name} {split} after end to end: {after} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return {"after": after, "train_steps": result.steps, "train_seconds": round(train_s, 1),
+            "loss_first": round(result.losses[0], 4), "loss_last": round(result.losses[-1], 4)}
 
 
 def main() -> None:
@@ -110,6 +140,12 @@ def main() -> None:
     ap.add_argument("--gen-sets", nargs="*", default=["pq2h"], help="Sets on which the generator modes run.")
     ap.add_argument("--gen-n", type=int, default=6, help="Test questions for the generator modes (0: skip them).")
     ap.add_argument("--gen-splits", nargs="*", default=["random"], help="Splits on which the generator modes run.")
+    ap.add_argument("--gen-train-minutes", type=float, default=0.0,
+                    help="Then train generator and path scorer end to end for this long (0: the generator stays zero-shot).")
+    ap.add_argument("--gen-train-steps", type=int, default=400)
+    ap.add_argument("--gen-train-k", type=int, default=3, help="Paths per question in end-to-end training.")
+    ap.add_argument("--gen-batch-size", type=int, default=8)
+    ap.add_argument("--gen-lr", type=float, default=5e-5)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
 
@@ -135,6 +171,8 @@ def main() -> None:
                 results["settings"] = {"k": args.k, "steps": args.steps, "minutes_cap": args.minutes,
                                        "batch_size": args.batch_size, "encoder_lr": args.lr,
                                        "hard_negatives": args.hard_negatives, "gen_n": gen_n, "gen_splits": args.gen_splits, "gen_sets": args.gen_sets, "max_test": args.max_test, "max_new_tokens": args.max_new_tokens,
+                                       "gen_train_minutes": args.gen_train_minutes, "gen_train_k": args.gen_train_k,
+                                       "gen_batch_size": args.gen_batch_size, "gen_lr": args.gen_lr,
                                        "encoder": "minilm", "generator": "smollm2-135m-instruct", "seed": 0,
                                        "command": "python benchmarks/bench_kgqa.py " + " ".join(sys.argv[1:])}
                 results["anchors"] = ANCHORS
