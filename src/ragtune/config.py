@@ -90,7 +90,9 @@ class GeneratorConfig(Section):
     stop: list[str] = []
     prompt_template: str | None = None  # None: the generation package's default
     device: str = "cpu"
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # auto: bfloat16 where the device computes it natively (a CPU with AVX512-BF16 or AMX, most GPUs), else float32;
+    # the default stays float32 so that answers and scores are reproducible across machines
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
     backend: Literal["torch", "ctranslate2"] = "torch"  # ctranslate2: fast inference (ragtune[fast]); training is torch
     compute_type: str = "auto"  # ctranslate2: auto = int8 on CPU, float16 on CUDA; or float32, int8_float16, ...
 

@@ -52,3 +52,28 @@ def test_serves_once_it_prints_its_address(tmp_path):
         _, err = proc.communicate(timeout=20)
     # one structured access-log line per request on stderr
     assert err.count('"request_id"') == 4 and "Traceback" not in err
+
+
+def test_dtype_sets_the_generators_weights(tmp_path, monkeypatch):
+    """`serve --dtype` overrides the index's [generator] dtype; "auto" is bfloat16 where the CPU computes it natively."""
+    import torch
+
+    from ragtune.config import Config
+    from ragtune.models import hardware
+    from ragtune.retrieval.update import update
+    from ragtune.server.holder import ModelHolder
+    from tests.helpers.tiny_lm import tiny_causal_lm
+
+    lm = tiny_causal_lm(tmp_path / "lm")
+    kb = tmp_path / "kb"
+    kb.mkdir()
+    (kb / "a.txt").write_text("The tower is 330 metres tall.", encoding="utf-8")
+    update(tmp_path / "idx", [kb], config=Config().updated(generator={"model": str(lm)}))
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
+    for dtype, want in ((None, torch.float32), ("bfloat16", torch.bfloat16), ("auto", torch.bfloat16)):
+        gen = ModelHolder(tmp_path / "idx", dtype=dtype).rag().generator
+        assert {p.dtype for p in gen.model.parameters()} == {want}, dtype
+
+
+def test_bad_dtype_is_one_line(tmp_path):
+    assert_user_error(cli("serve", "--index", make_index(tmp_path), "--port", "0", "--dtype", "int3"), contains="generator.dtype")

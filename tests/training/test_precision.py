@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ragtune.config import TrainingConfig
+from ragtune.models.hardware import cpu_supports_bf16
 from ragtune.training import precision
 from ragtune.training.checkpoint import STATE_FILE
 from ragtune.training.trainer import CHECKPOINT_DIR, Trainer
@@ -70,4 +71,4 @@ def test_auto_is_the_default_and_resolves_once(small_world, tmp_path):
     w = small_world
     assert TrainingConfig().precision == "auto"
     tr = Trainer(make_rag(w), w["train"], None, TrainingConfig(max_steps=1, batch_size=4), tmp_path / "a", progress=False)
-    assert tr.precision == ("bf16" if precision.cpu_supports_bf16() else "fp32")
+    assert tr.precision == ("bf16" if cpu_supports_bf16() else "fp32")

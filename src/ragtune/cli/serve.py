@@ -36,6 +36,9 @@ def serve_cmd(
     port: Optional[int] = typer.Option(None, "--port", help="Default 8000 ([server] port); 0 picks a free one."),
     device: Optional[str] = typer.Option(None, "--device"),
     backend: Optional[str] = typer.Option(None, "--backend", help=BACKEND_HELP),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="The generator's weights: auto (bfloat16 where the device "
+                                        "computes it natively, about 2x the answers/s on such a CPU), float32, bfloat16, "
+                                        "float16. Default: the index's [generator] dtype (float32)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="RAGTUNE_API_KEY",
                                           help="Require Authorization: Bearer KEY on every route but /health and the page."),
     preload: bool = typer.Option(False, "--preload", help="Load the models at start; /ready is 503 until they are loaded."),
@@ -58,13 +61,15 @@ def serve_cmd(
     from ragtune.server.app import create_app
 
     start_ray(ray)
+    if dtype is not None:
+        Config().updated(generator={"dtype": dtype})  # a bad value is one line now, not a failed first request
 
     base = Config.load(config) if config is not None else Index.open(index).config
     cfg = base.server.model_copy(update={k: v for k, v in {
         "host": host, "port": port, "max_batch_size": max_batch_size, "max_wait_ms": max_wait_ms, "queue_size": queue_size,
         "timeout_s": timeout, "preload": preload or None}.items() if v is not None})
     cfg = type(cfg).model_validate(cfg.model_dump())  # the overrides obey the same bounds as the file
-    api = create_app(index, device=device, config=cfg, api_key=api_key or None, backend=backend)
+    api = create_app(index, device=device, config=cfg, api_key=api_key or None, backend=backend, dtype=dtype)
     sock = listen(cfg.host, cfg.port)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

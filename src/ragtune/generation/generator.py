@@ -102,6 +102,7 @@ class Generator(LazyModel):
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+        from ragtune.models.hardware import resolve_dtype
         from ragtune.models.registry import resolve
 
         try:
@@ -114,7 +115,7 @@ class Generator(LazyModel):
                 base = resolve(PeftConfig.from_pretrained(path).base_model_name_or_path)
             seq2seq = bool(getattr(AutoConfig.from_pretrained(base), "is_encoder_decoder", False))
             cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-            model = cls.from_pretrained(base, dtype=getattr(torch, self.dtype))
+            model = cls.from_pretrained(base, dtype=getattr(torch, resolve_dtype(self.dtype, self.device)))
             if adapter:
                 from peft import PeftModel
 

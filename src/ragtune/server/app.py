@@ -43,10 +43,11 @@ def sse(data: Any, event: str | None = None) -> str:
 
 
 def create_app(index_dir: str | Path, *, rag_factory: Callable[..., Any] | None = None, device: str | None = None,
-               config: ServerConfig | None = None, api_key: str | None = None, backend: str | None = None) -> FastAPI:
+               config: ServerConfig | None = None, api_key: str | None = None, backend: str | None = None,
+               dtype: str | None = None) -> FastAPI:
     """An app serving ``index_dir``. ``rag_factory(retriever, generator)`` builds a RAG (default
     ``RAG.from_index``); ``config`` is the ``[server]`` section (default: the index's own)."""
-    holder = ModelHolder(index_dir, device=device, rag_factory=rag_factory, backend=backend)
+    holder = ModelHolder(index_dir, device=device, rag_factory=rag_factory, backend=backend, dtype=dtype)
     cfg = config or holder.index.config.server
     metrics = Metrics()
     answers = Answers(holder, cfg, metrics)

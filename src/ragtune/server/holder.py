@@ -30,10 +30,11 @@ class ModelHolder:
     """
 
     def __init__(self, index_dir: str | Path, *, device: str | None = None, rag_factory: Callable[..., Any] | None = None,
-                 backend: str | None = None):
+                 backend: str | None = None, dtype: str | None = None):
         self.index_dir = Path(index_dir)
         self.device = device
         self.backend = backend  # the generator's: torch or ctranslate2 (None: the index's [generator] backend)
+        self.dtype = dtype  # the generator's weights (None: the index's [generator] dtype)
         self._factory = rag_factory
         self._lock = threading.RLock()
         self._stamp = _stamp(self.index_dir)
@@ -69,8 +70,9 @@ class ModelHolder:
         else:
             from ragtune.rag.model import RAG
 
+            config = self.index.config.updated(generator={"dtype": self.dtype}) if self.dtype else None
             rag = RAG.from_index(self.index_dir, retriever=retriever, device=self.device or "cpu", generator=self.generator,
-                                 backend=self.backend)
+                                 backend=self.backend, config=config)
         gen = getattr(rag, "generator", None)
         if self.generator is None and gen is not None:
             self.generator = gen

@@ -13,17 +13,9 @@ from typing import Literal
 
 import torch
 
+from ragtune.models.hardware import native_bf16
+
 Precision = Literal["fp32", "bf16", "fp16"]
-
-
-def cpu_supports_bf16() -> bool:
-    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), from torch's capability flags."""
-    flags = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, f, lambda: False)()) for f in flags)
-
-
-def _cuda_supports_bf16() -> bool:
-    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def resolve(precision: str, device: str) -> Precision:
@@ -31,11 +23,7 @@ def resolve(precision: str, device: str) -> Precision:
     natively and fp32 elsewhere (MPS included)."""
     if precision != "auto":
         return precision  # type: ignore[return-value]
-    if device.startswith("cuda"):
-        return "bf16" if _cuda_supports_bf16() else "fp32"
-    if device.startswith("cpu"):
-        return "bf16" if cpu_supports_bf16() else "fp32"
-    return "fp32"
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def autocast(precision: Precision, device: str):
