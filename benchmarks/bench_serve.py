@@ -185,7 +185,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         update(index, [demo.wiki_corpus(ROOT / ".cache" / "demo" / "wiki.jsonl")], retrievers=["bm25"], config=Config())
     cfg = Config().updated(generator={"max_new_tokens": args.max_tokens})
     rag = RAG.from_index(index, retriever="bm25", k=args.k, config=cfg)
-    rag.ask(QUESTIONS[0])  # load and warm the model once; both servers share it
+    rag.ask(QUESTIONS[0])  # load and warm the model once; both servers share it (float32, the old server's)
+    new_rag = rag
+    if args.dtype != "float32":  # the new server's generator weights (`serve --dtype`): the same model in bf16
+        new_rag = RAG.from_index(index, retriever="bm25", k=args.k, config=cfg.updated(generator={"dtype": args.dtype}))
+        new_rag.ask(QUESTIONS[0])
     chat = [{"model": "smollm2", "messages": [{"role": "user", "content": q}], "max_tokens": args.max_tokens} for q in QUESTIONS]
     native = [{"question": q} for q in QUESTIONS]
     searches = [{"query": q, "k": 10} for q in SEARCHES]
@@ -198,7 +202,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         return time.monotonic() + args.phase_seconds
 
     server_cfg = ServerConfig(max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms, queue_size=256, timeout_s=900)
-    new_app = create_app(index, rag_factory=lambda kind, gen: rag, config=server_cfg, api_key=KEY)
+    new_app = create_app(index, rag_factory=lambda kind, gen: new_rag, config=server_cfg, api_key=KEY)
     with Served(new_app) as s:
         new: dict[str, Any] = {}
         phase("new: search, idle probe")
@@ -236,6 +240,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=12)
     ap.add_argument("--max-batch-size", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
+    ap.add_argument("--dtype", default="float32", help="The new server's generator weights (serve --dtype): float32, "
+                    "bfloat16 or auto; the one-at-a-time server always runs float32, as it did.")
     ap.add_argument("--search-requests", type=int, default=200, help="per search phase (8 and 32 clients, both servers)")
     ap.add_argument("--probe-requests", type=int, default=60, help="sequential searches of the idle probe")
     ap.add_argument("--answers-c8", type=int, default=16)
@@ -260,7 +266,8 @@ def main() -> None:
         "requests": sum(v["requests"] for v in everything) + new["bad_requests"]["requests"],
         "bad_requests_all_4xx": new["bad_requests"]["all_4xx"],
         "settings": {"model": "smollm2-135m-instruct", "retriever": "bm25", "k": args.k, "max_tokens": args.max_tokens,
-                     "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms, "corpus": "106 Wikipedia articles (make demo)"},
+                     "max_batch_size": args.max_batch_size, "max_wait_ms": args.max_wait_ms,
+                     "new_server_dtype": args.dtype, "old_server_dtype": "float32", "corpus": "106 Wikipedia articles (make demo)"},
         "machine": {"cpus": os.cpu_count(), "loadavg_at_start": load_at_start, "loadavg_at_end": os.getloadavg(), "python": platform.python_version()},
         "seconds": round(time.time() - t0, 1),
         "new": new, "old": old,
