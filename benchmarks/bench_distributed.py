@@ -138,6 +138,35 @@ def three_paths(single_dir: Path, sharded_dir: Path, kind: str, queries: list[st
         out[kind] = res
 
 
+def encoding_throughput(scifact: Path, n: int, work: Path) -> dict:
+    """Passages/s of the single-process ``Encoder`` and of 1 and 2 Ray workers (returning their vectors, and
+    writing them into a shared file), each result compared with the single-process vectors."""
+    from ragtune.distributed.encoding import encode_passages, shutdown_pools
+    from ragtune.retrieval.dense import Encoder
+
+    rows = [json.loads(line) for line in (scifact / "corpus.jsonl").read_text().splitlines()][:n]
+    texts = [r.get("title", "") + "\n" + r["text"] for r in rows]
+    enc = Encoder()
+    enc.encode_passages(texts[:64])
+    t0 = time.perf_counter()
+    want = enc.encode_passages(texts)
+    single_s = time.perf_counter() - t0
+    encoding = {"passages": len(texts), "single_process_per_s": round(len(texts) / single_s, 1)}
+    for w, to_file in ((1, False), (2, False), (2, True)):
+        name = f"ray_{w}_workers" + ("_to_file" if to_file else "")
+        out = work / f"vectors-{w}.npy" if to_file else None
+        encode_passages(enc, texts[:64], "local", workers=w, batches_per_task=1)  # start and warm the pool
+        t0 = time.perf_counter()
+        got = encode_passages(enc, texts, "local", workers=w, batches_per_task=2, out=out)
+        secs = time.perf_counter() - t0
+        encoding[f"{name}_per_s"] = round(len(texts) / secs, 1)
+        encoding[f"{name}_equal"] = bool(np.array_equal(got, want))
+    shutdown_pools()
+    for ratio, name in (("1_worker", "ray_1_workers"), ("2_workers", "ray_2_workers"), ("2_workers_to_file", "ray_2_workers_to_file")):
+        encoding[f"ratio_{ratio}"] = round(encoding[f"{name}_per_s"] / encoding["single_process_per_s"], 3)
+    return encoding
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--replica", type=int, default=100_000)
@@ -145,6 +174,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--docs", type=int, default=0, help="Use only the first N SciFact documents (a smoke run).")
+    ap.add_argument("--only-encoding", action="store_true",
+                    help="Measure encoding throughput alone and update it in results/distributed.json.")
     ap.add_argument("--dense-docs", type=int, default=1000,
                     help="The dense index holds the first N SciFact documents (MiniLM encodes ~16 passages/s on 2 "
                          "quiet cores: all 5,183 would take most of the time budget); 0: all.")
@@ -162,6 +193,15 @@ def main() -> None:
     _, qmap, qrels = load_beir(scifact, split="test")
     queries = [qmap[q] for q in qrels]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-distributed-"))
+    if args.only_encoding:
+        path = Path(__file__).resolve().parent / "results" / "distributed.json"
+        res = json.loads(path.read_text())
+        res["encoding"] = encoding_throughput(scifact, args.encode_passages, work)
+        res["encoding"]["command"] = "python benchmarks/bench_distributed.py " + " ".join(sys.argv[1:])
+        res["encode_ratio_2_workers"] = res["encoding"]["ratio_2_workers"]
+        path.write_text(json.dumps(res, indent=2) + "\n")
+        print("encoding", json.dumps(res["encoding"]), flush=True)
+        return
     if args.docs:
         small = work / "scifact-small"
         small.mkdir(parents=True, exist_ok=True)
@@ -235,27 +275,7 @@ def main() -> None:
         print("approx", json.dumps(approx), flush=True)
 
     # 4. encoding throughput
-    from ragtune.distributed.encoding import encode_passages, shutdown_pools
-    from ragtune.retrieval.dense import Encoder
-
-    rows = [json.loads(line) for line in (scifact / "corpus.jsonl").read_text().splitlines()][: args.encode_passages]
-    texts = [r.get("title", "") + "\n" + r["text"] for r in rows]
-    enc = Encoder()
-    enc.encode_passages(texts[:64])
-    t0 = time.perf_counter()
-    want = enc.encode_passages(texts)
-    single_s = time.perf_counter() - t0
-    encoding = {"passages": len(texts), "single_process_per_s": round(len(texts) / single_s, 1)}
-    for w in (1, 2):
-        encode_passages(enc, texts[:64], "local", workers=w, batches_per_task=1)  # start and warm the pool
-        t0 = time.perf_counter()
-        got = encode_passages(enc, texts, "local", workers=w, batches_per_task=2)
-        secs = time.perf_counter() - t0
-        encoding[f"ray_{w}_workers_per_s"] = round(len(texts) / secs, 1)
-        encoding[f"ray_{w}_workers_equal"] = bool(np.array_equal(got, want))
-    shutdown_pools()
-    encoding["ratio_1_worker"] = round(encoding["ray_1_workers_per_s"] / encoding["single_process_per_s"], 3)
-    encoding["ratio_2_workers"] = round(encoding["ray_2_workers_per_s"] / encoding["single_process_per_s"], 3)
+    encoding = encoding_throughput(scifact, args.encode_passages, work)
     out["encoding"] = encoding
     print("encoding", json.dumps(encoding), flush=True)
 
