@@ -44,9 +44,10 @@ def shared_local_ray(timeout_s: float = 120.0) -> str:
     can still be made with whatever backend the training device needs. Returns the address."""
     from datetime import timedelta
 
-    from ragtune.distributed.ray_shards import init_ray
+    from ragtune.distributed.ray_shards import import_ray, init_ray
     from ragtune.errors import RagtuneError
 
+    import_ray()  # not installed: one line on every rank at once, not a wait for rank 0
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true":
         raise RagtuneError("--ray local across several ranks needs torchrun (its rendezvous store shares the address); "
                            "otherwise start a cluster with `ray start --head` and pass --ray HOST:PORT")
