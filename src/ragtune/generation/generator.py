@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -223,8 +224,10 @@ class Generator(LazyModel):
         from peft import LoraConfig, get_peft_model
 
         task = "SEQ_2_SEQ_LM" if self.is_seq2seq else "CAUSAL_LM"
-        self._model = get_peft_model(self.model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                                                            target_modules=target_modules, task_type=task))
+        with warnings.catch_warnings():  # PEFT still reads transformers' old checkpointing names, which now warn
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            self._model = get_peft_model(self.model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
+                                                                target_modules=target_modules, task_type=task))
         return self._model
 
     def _generate_kwargs(self, o: DecodeOptions) -> dict[str, Any]:
