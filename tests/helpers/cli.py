@@ -23,6 +23,7 @@ def fail(capsys, *argv) -> str:
 # -- the real CLI in a subprocess: exit codes, stderr and signals as a shell sees them ---------------------------
 
 import os  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 
@@ -40,9 +41,15 @@ def cli(*argv, timeout: float = 120, input: str | None = None, cwd=None) -> subp
                           timeout=timeout, input=input, env=cli_env(), cwd=cwd)
 
 
+def _default_sigint() -> None:
+    # a suite started in the background (`pytest &` in a script) has SIGINT ignored, which children inherit and
+    # Python then keeps: the Ctrl-C tests would send a signal nobody hears
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_start(*argv, cwd=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ragtune", *map(str, argv)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=cwd)
+                            stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=cwd, preexec_fn=_default_sigint)
 
 
 def assert_user_error(proc, *, code: int = 2, contains: str = "") -> str:
