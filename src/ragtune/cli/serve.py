@@ -61,8 +61,6 @@ def serve_cmd(
     from ragtune.server.app import create_app
 
     start_ray(ray)
-    if dtype is not None:
-        Config().updated(generator={"dtype": dtype})  # a bad value is one line now, not a failed first request
 
     base = Config.load(config) if config is not None else Index.open(index).config
     cfg = base.server.model_copy(update={k: v for k, v in {

@@ -39,6 +39,7 @@ class ModelHolder:
         self._lock = threading.RLock()
         self._stamp = _stamp(self.index_dir)
         self.index = Index.open(self.index_dir)
+        self._config()  # a bad dtype fails at start (one line from the CLI), not on the first answer
         self._rags: dict[str | None, Any] = {}
         self.generator: Any = None
         self.loaded = False
@@ -70,15 +71,18 @@ class ModelHolder:
         else:
             from ragtune.rag.model import RAG
 
-            config = self.index.config.updated(generator={"dtype": self.dtype}) if self.dtype else None
             rag = RAG.from_index(self.index_dir, retriever=retriever, device=self.device or "cpu", generator=self.generator,
-                                 backend=self.backend, config=config)
+                                 backend=self.backend, config=self._config())
         gen = getattr(rag, "generator", None)
         if self.generator is None and gen is not None:
             self.generator = gen
             getattr(gen, "model", None)  # loads the weights now, not in the middle of a batch
         self.loaded = True
         return rag
+
+    def _config(self) -> Any:
+        """The index's config with this server's generator overrides (None: the index's own, unchanged)."""
+        return self.index.config.updated(generator={"dtype": self.dtype}) if self.dtype else None
 
     def count_tokens(self, text: str) -> int:
         tok = getattr(self.generator, "tokenizer", None)
