@@ -70,7 +70,7 @@ def load(name: str, args):
     return tr, rows, opt
 
 
-def step(tr, rows, opt, i: int, batch_size: int, saved=None) -> tuple[float, float]:
+def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True) -> tuple[float, float]:
     """Training step on rows batch i: (seconds, mean loss). ``saved``: a saved_tensors_hooks context for the forward."""
     import contextlib
 
@@ -87,6 +87,10 @@ def step(tr, rows, opt, i: int, batch_size: int, saved=None) -> tuple[float, flo
     (loss / n).backward()
     torch.nn.utils.clip_grad_norm_(params, tr.cfg.max_grad_norm)
     opt.step()
+    if trim:  # as Trainer.train does after each step
+        from ragtune.training import memory
+
+        memory.release_freed()
     return time.perf_counter() - t, float(loss.detach()) / n
 
 
@@ -99,7 +103,7 @@ def worker(args) -> None:
         cmd = line.split()
         if cmd[0] == "quit":
             break
-        sec, loss = step(tr, rows, opt, int(cmd[1]), args.batch_size)
+        sec, loss = step(tr, rows, opt, int(cmd[1]), args.batch_size, trim=not args.no_trim)
         print(json.dumps({"step": int(cmd[1]), "seconds": sec, "loss": loss, "rss_mb": rss_mb()}), flush=True)
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
 
@@ -139,6 +143,34 @@ def profile(args) -> dict:
     return out
 
 
+def padding(args) -> dict:
+    """The share of padded token positions in the generator's training forward passes over the first
+    ``--padding`` batches: the B x k passage prompts (+ answers) as ``Generator.token_logprobs`` groups them
+    (``length_buckets``), against one padded batch per step; no forward pass of the generator is run."""
+    from ragtune.models.batching import length_buckets
+
+    tr, rows, _ = load("bf16+ckpt", args)
+    g, rag = tr.generator, tr.rag
+    real = bucketed = one_batch = passes = 0
+    for i in range(args.padding):
+        batch = rows[i * args.batch_size:(i + 1) * args.batch_size]
+        queries = tr.objective.queries(batch)
+        hit_rows = rag.retrieve(queries, args.k).passages(rag.store)
+        prompts = [p for e, r in zip(batch, hit_rows) for p in rag._single_prompts(e.question, r)]
+        answers = [e.answers[0] for e in batch for _ in range(args.k)]
+        lengths = [len(p) + len(y) for p, y in zip(g.encode_prompts(prompts), g.encode_targets(answers, prompts))]
+        groups = length_buckets(lengths, len(lengths))
+        real += sum(lengths)
+        bucketed += sum(len(grp) * max(lengths[j] for j in grp) for grp in groups)
+        one_batch += len(lengths) * max(lengths)
+        passes += len(groups)
+    out = {"batches": args.padding, "rows_per_batch": args.batch_size * args.k, "real_tokens": real,
+           "padding_share_bucketed": 1 - real / bucketed, "padding_share_one_batch": 1 - real / one_batch,
+           "forward_passes_per_batch": passes / args.padding}
+    print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
 def _reply(p: subprocess.Popen) -> dict:
     """The worker's next JSON line (anything a library printed to stdout is skipped)."""
     while True:
@@ -149,7 +181,16 @@ def _reply(p: subprocess.Popen) -> dict:
             return json.loads(line)
 
 
-def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int, out: Path, command: str) -> dict:
+def merge(out: Path, fields: dict) -> None:
+    """Update ``out``'s JSON with ``fields``: the file also holds results other runs wrote (the CMRC and 60-minute
+    SQuAD fields, the memory profile)."""
+    res = json.loads(out.read_text()) if out.exists() else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res | fields, indent=1))
+
+
+def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int, out: Path, command: str,
+            trim: bool = True) -> dict:
     # the dense index is built once here (cached in benchmarks/.work), not by every worker at once
     from bench_finetune import dense_retriever
     from shared_data import squad_open_book
@@ -159,7 +200,8 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     for name in names:
         procs[name] = subprocess.Popen(
             [sys.executable, __file__, "--worker", name, "--k", str(k), "--batch-size", str(batch_size),
-             "--threads", str(threads)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE)
+             "--threads", str(threads), *([] if trim else ["--no-trim"])],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE)
     info = {n: _reply(p) for n, p in procs.items()}
     log(f"loaded: {info}")
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -197,13 +239,9 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     best = max(names, key=lambda n: res["configs"][n]["examples_per_s_ratio"])
     res["examples_per_s_ratio"] = res["configs"][best]["examples_per_s_ratio"]
     res["examples_per_s_ratio_config"] = best
-    res["peak_rss_mb"] = {n: res["configs"][n]["peak_rss_mb"] for n in names}
-    res.update(em_after_60min=None, cmrc_recall1_before=None, cmrc_recall1_after_e2e=None,
-               not_yet_measured="em_after_60min (the 60-minute SQuAD run with the fast settings) and the CMRC2018 "
-                                "recall@1 fields (the open-book CMRC split and its end-to-end run) are for a later session")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    log(f"medians {med}; peak RSS {res['peak_rss_mb']}; wrote {out}")
+    res["peak_rss_mb_by_config"] = {n: res["configs"][n]["peak_rss_mb"] for n in names}
+    merge(out, res)
+    log(f"medians {med}; peak RSS {res['peak_rss_mb_by_config']}; wrote {out}")
     return res
 
 
@@ -216,15 +254,19 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-trim", action="store_true", help="no malloc_trim after each step (training.memory.release_freed)")
+    ap.add_argument("--padding", type=int, default=0, help="the padded share of the first N batches' forward passes")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.padding:
+        return merge(args.out, {"padding": padding(args)})
     if args.worker:
         return worker(args)
     if args.profile:
         profile(args)
         return
     compare(args.configs.split(","), args.steps, args.k, args.batch_size, args.threads, args.out,
-            "python benchmarks/bench_train_lean.py " + " ".join(sys.argv[1:]))
+            "python benchmarks/bench_train_lean.py " + " ".join(sys.argv[1:]), trim=not args.no_trim)
 
 
 if __name__ == "__main__":

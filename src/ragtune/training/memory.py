@@ -1,4 +1,5 @@
-"""Gradient checkpointing: which trained modules recompute their activations in the backward pass.
+"""A training step's memory: gradient checkpointing (which trained modules recompute their activations in the
+backward pass) and giving the heap's freed pages back after each step (``release_freed``).
 
 A RAG step runs the generator over B x k prompts of a few hundred tokens; storing every layer's activations for
 the backward pass is most of a step's memory. Checkpointing keeps only each layer's input and recomputes the
@@ -48,3 +49,27 @@ def apply(modules: dict[str, Any], cfg: TrainingConfig) -> dict[str, bool]:
     """Checkpointing for every trained module as the config asks; returns {module name: on}."""
     required = cfg.gradient_checkpointing is True
     return {name: enable(m, wanted(cfg, name), required=required) for name, m in modules.items()}
+
+
+def release_freed() -> bool:
+    """Hand the pages of freed tensors back to the operating system (glibc's ``malloc_trim``), once a step; False
+    where there is no glibc. glibc keeps freed heap blocks mapped for reuse, and a step's tensors change shape with
+    every batch (bucketed prompt lengths), so the resident set grows with each new shape seen. Reference LoRA run
+    (bench_train_lean.py, 8 steps): without it RSS climbed to 2.9 GB and peaked at 3.06 GB; with it RSS was 1.9 GB
+    between steps and peaked at 2.73 GB, at the same step time (17.7 against 17.9 s). glibc's environment knobs
+    cost far more: a fixed mmap threshold made steps 1.6x slower, a 1 MB trim threshold 1.8x."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+    return bool(_malloc_trim)
+
+
+_malloc_trim: Any = None

@@ -306,6 +306,7 @@ class Trainer:
             else:
                 opt.step()
             sched.step()
+            memory.release_freed()
             self._index_stale = cfg.train_doc_encoder  # the document encoder moved; the index has not yet
             step += 1
             n_examples += global_n
