@@ -51,10 +51,13 @@ def pct(x):
     return None if x is None else round(100 * x, 2)
 
 
+PROMPT_EXCHANGES: dict = {}  # {"prompt_exchanges": n} from --prompt-exchanges, for every RAG built here
+
+
 def with_chat(rag, **fields):
     from ragtune.config import ChatConfig
 
-    rag.chat = ChatConfig.model_validate(rag.chat.model_dump() | fields)
+    rag.chat = ChatConfig.model_validate(rag.chat.model_dump() | PROMPT_EXCHANGES | fields)
     return rag
 
 
@@ -150,10 +153,10 @@ def train_end_to_end(index: Path, rows: Path, retriever_dir: Path, out: Path, ar
     from ragtune.training.trainer import Trainer
 
     cfg = Config().updated(rag={"k": args.k}, training={
-        "objective": "rag", "mode": "rag-sequence", "batch_size": 8, "lr": args.lr, "encoder_lr": 1e-5, "epochs": 1,
+        "objective": "rag", "mode": "rag-sequence", "batch_size": args.batch_size, "lr": args.lr, "encoder_lr": 1e-5, "epochs": 1,
         "warmup_ratio": 0.05, "eval_every": 10 ** 6, "save_every": 10 ** 6, "seed": 0})
     train, _ = load_examples(rows)
-    rag = RAG.from_pretrained(retriever_dir, index_dir=index, mode="rag-sequence", k=args.k)
+    rag = with_chat(RAG.from_pretrained(retriever_dir, index_dir=index, mode="rag-sequence", k=args.k))
     seed_everything(0)
     trainer = Trainer(rag, train, None, cfg.training, out, index_dir=index, progress=False)
     return trainer, trainer.train(max_seconds=args.minutes_generator * 60)
@@ -168,8 +171,15 @@ def main() -> None:
     ap.add_argument("--minutes-retriever", type=float, default=8.0)
     ap.add_argument("--minutes-generator", type=float, default=45.0)
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--batch-size", type=int, default=8, help="End-to-end training's batch size.")
+    ap.add_argument("--prompt-exchanges", type=int, default=None,
+                    help="[chat] prompt_exchanges: the earlier exchanges a reply prompt shows (default: all).")
+    ap.add_argument("--no-replies-before", action="store_true", help="Skip the untrained model's replies.")
+    ap.add_argument("--merge", action="store_true", help="Update --out's JSON instead of replacing it.")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.prompt_exchanges is not None:
+        PROMPT_EXCHANGES["prompt_exchanges"] = args.prompt_exchanges
 
     from ragtune.dialogue.kdconv import load_kdconv, training_row
     from ragtune.kg.ingest import update_triples
@@ -179,7 +189,8 @@ def main() -> None:
     dev, test = load_kdconv(KDCONV / "dev.json"), load_kdconv(KDCONV / "test.json")
     dev_all = load_kdconv(KDCONV / "dev.json", with_knowledge_only=False)
     test_all = load_kdconv(KDCONV / "test.json", with_knowledge_only=False)
-    res: dict = {"dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
+    res: dict = {"prompt_exchanges": args.prompt_exchanges, "lr": args.lr, "batch_size": args.batch_size,
+                 "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -195,7 +206,7 @@ def main() -> None:
             before["history_same_turns"] = recall(rag, test[: args.rewrite_n], "history")
         print("before:", json.dumps(before), flush=True)
         res["retrieval_before"] = before
-        if args.gen_n:
+        if args.gen_n and not args.no_replies_before:
             res["replies_before"] = replies(rag, test[: args.gen_n], args)
             print("replies before:", json.dumps(res["replies_before"], ensure_ascii=False), flush=True)
 
@@ -231,6 +242,9 @@ def main() -> None:
             "recall1_after": res["retrieval_after"]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
             "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4")}
+    if args.merge and args.out.exists():  # a section this run did not measure (the rewrite rows, ...) keeps its rows
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, ensure_ascii=False))

@@ -165,6 +165,27 @@ def test_ask_batch_stream_and_chat(rag: RAG):
     assert out.timing["generation"] > 0 and out.timing["retrieval"] > 0  # the answer carries its own timing
 
 
+def test_prompt_exchanges_trims_the_reply_prompt_not_retrieval(rag: RAG):
+    from ragtune.config import ChatConfig
+
+    history = [("Tell me about Paris.", "It is in France."), ("Who won Super Bowl 50?", "Denver Broncos")]
+    row = rag.store.get([2])
+    before = rag.chat
+    try:
+        rag.chat = ChatConfig(query="joined", prompt_exchanges=1)
+        prompt = rag._single_prompts("Where was it played?", row, history)[0]
+        assert "Super Bowl 50" in prompt and "Paris" not in prompt
+        assert rag._concat_prompt("Where was it played?", row, history) == prompt  # one passage: the same prompt
+        rag.chat = ChatConfig(query="joined", prompt_exchanges=0)
+        assert "Conversation so far" not in rag._single_prompts("Where was it played?", row, history)[0]
+        rag.chat_turn(history, "Where was it played?")
+        assert "Paris" in rag.retriever.queries[-1]  # the query is still built from the whole conversation
+        rag.chat = ChatConfig(query="joined")
+        assert "Paris" in rag._single_prompts("Where was it played?", row, history)[0]  # None: every exchange
+    finally:
+        rag.chat = before
+
+
 def test_bad_mode_is_a_ragtune_error(rag: RAG):
     with pytest.raises(RagtuneError, match="rag-sequence"):
         rag.ask(Q[0], mode="fusion")

@@ -194,11 +194,17 @@ class RAG:
 
     def _concat_prompt(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = (),
                        template: str | None = None) -> str:
-        return self.generator.build_prompt(question, [p for p in row if p is not None], history, template)
+        return self.generator.build_prompt(question, [p for p in row if p is not None], self._shown(history), template)
 
     def _single_prompts(self, question: str, row: Sequence[Passage | None], history: Sequence[tuple[str, str]] = (),
                         template: str | None = None) -> list[str]:
+        history = self._shown(history)
         return [self.generator.build_prompt(question, [p] if p is not None else [], history, template) for p in row]
+
+    def _shown(self, history: Sequence[tuple[str, str]]) -> Sequence[tuple[str, str]]:
+        """The exchanges a prompt shows: the last ``[chat] prompt_exchanges`` (retrieval still reads its own lookback)."""
+        n = self.chat.prompt_exchanges
+        return history if n is None else tuple(history)[-n:] if n else ()
 
     def reply_template(self, dialogue: bool) -> str | None:
         """The prompt of a chat reply (``[chat] template``, else the dialogue default); None: the generator's own."""
