@@ -177,13 +177,17 @@ class CT2Generator(Generator):
         return [self._finish(i, s, o.stop) for i, s in zip(ids, self._step_logprobs(rows, ids))]
 
     def _step_logprobs(self, prompts: list[list[int]], answers: list[list[int]]) -> list[list[float]]:
-        """log P(answer token | prompt, previous answer tokens) of each token, by one scoring pass."""
+        """log P(answer token | prompt, previous answer tokens) of each token, by scoring passes over rows of similar
+        length: ``score_batch`` computes a batch's padding too (k passage prompts differ in length by 2x and more)."""
+        from ragtune.models.batching import length_buckets
+
         todo = [i for i, a in enumerate(answers) if a]
+        rows = [prompts[i] + answers[i] for i in todo]
         out: list[list[float]] = [[] for _ in answers]
-        if todo:
-            scored = self.model.score_batch(self._tokens([prompts[i] + answers[i] for i in todo]), max_input_length=0)
-            for i, r in zip(todo, scored):
-                out[i] = list(r.log_probs[-len(answers[i]):])
+        for group in length_buckets([len(r) for r in rows], max_rows=len(rows)):
+            scored = self.model.score_batch(self._tokens([rows[j] for j in group]), max_input_length=0)
+            for j, r in zip(group, scored):
+                out[todo[j]] = list(r.log_probs[-len(answers[todo[j]]):])
         return out
 
     def cached_step(self, prompts: Sequence[str]) -> "CachedStep":
