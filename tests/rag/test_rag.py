@@ -246,7 +246,7 @@ def test_usage_counts_the_prompt_tokens_each_mode_reads(rag: RAG):
 
 
 def test_without_weak_knowledge_empties_only_the_weak_rows_it_may():
-    from ragtune.rag.model import without_weak_knowledge
+    from ragtune.rag.history import without_weak_knowledge
     from ragtune.retrieval.base import Hits
 
     hits = Hits(np.array([[4, 5], [6, -1], [-1, -1]]), np.array([[0.9, 0.2], [0.3, -np.inf], [-np.inf, -np.inf]], dtype=np.float32))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"RAG": "ragtune.rag.model", "AnswerStream": "ragtune.rag.model", "RagOutput": "ragtune.rag.output",
+_LAZY = {"RAG": "ragtune.rag.model", "AnswerStream": "ragtune.rag.output", "RagOutput": "ragtune.rag.output",
          "Citation": "ragtune.rag.output"}
 
 

@@ -13,12 +13,18 @@ The query of a turn (``[chat] query``):
   read; an index without triples falls back to ``joined``;
 * ``rewrite``: as ``history``, with the message first rewritten by the generator into a standalone question
   ("condense question"); the rewrite is shown with the answer.
+
+A turn may also take no knowledge (``without_weak_knowledge``, ``[chat] min_knowledge``), and every chat answer
+shows what it retrieved with (``retrieval_info``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ragtune.errors import RagtuneError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ragtune.retrieval.base import Hits
 
 Turn = tuple[str, str]
 
@@ -94,3 +100,30 @@ def conversation_query(message: str, history: Sequence[Turn], chat: Any, graph: 
     names = [graph.display(t.entity) for t in tracked]
     extra = [n for n in names if n not in current]
     return ChatQuery(" ".join([current, *extra]), [(graph.names[t.entity], t.score) for t in tracked], rewrite, chat.max_hops)
+
+
+def without_weak_knowledge(hits: "Hits", min_score: float, rows: Any = None) -> "Hits":
+    """The "no knowledge" option of a chat turn: a row (of ``rows``, a bool mask; all by default) whose best
+    retrieval score is below ``min_score`` keeps no passage (the reply is then made from the conversation alone)."""
+    import numpy as np
+
+    from ragtune.retrieval.base import EMPTY_ID
+
+    best = np.where(hits.ids != EMPTY_ID, np.nan_to_num(hits.scores, nan=-np.inf), -np.inf).max(axis=1, initial=-np.inf)
+    weak = best < min_score
+    if rows is not None:
+        weak &= rows
+    if weak.any():
+        hits.ids[weak] = EMPTY_ID
+        hits.scores[weak] = -np.inf
+    return hits
+
+
+def retrieval_info(query: str) -> dict[str, Any]:
+    """What a chat turn retrieved with: the query text, the rewrite and the tracked entities (``ChatQuery``)."""
+    out: dict[str, Any] = {"query": str(query)}
+    if getattr(query, "rewrite", None):
+        out["rewrite"] = query.rewrite
+    if getattr(query, "topics", None) is not None:
+        out["entities"] = [[n, round(float(s), 4)] for n, s in query.topics]
+    return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -23,7 +23,8 @@ from ragtune.config import RAG_MODES
 from ragtune.corpus.types import Passage
 from ragtune.errors import RagtuneError
 from ragtune.generation.generator import Generator
-from ragtune.rag.output import Citation, RagOutput
+from ragtune.rag.history import retrieval_info, without_weak_knowledge
+from ragtune.rag.output import AnswerStream, RagOutput, citations
 from ragtune.retrieval.base import EMPTY_ID, Hits
 
 MODES = RAG_MODES  # path: knowledge-graph answer, no generator (ragtune.kg)
@@ -42,22 +43,6 @@ def require_questions(questions: Sequence[str]) -> None:
     for q in questions:
         if not isinstance(q, str) or not q.strip():
             raise RagtuneError("the question is empty: ask something")
-
-
-class AnswerStream:
-    """Iterate for the answer's text chunks; after the last one, ``output`` holds the full ``RagOutput`` (the same
-    one ``ask`` returns: streaming only lets the caller see the text sooner)."""
-
-    def __init__(self, streamed: Any):
-        from ragtune.generation.streaming import answer_pieces
-
-        self._streamed = streamed
-        self._chunks = answer_pieces(streamed, lambda out: out.answer)
-        self.output: RagOutput | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self._chunks
-        self.output = self._streamed.result
 
 
 class RAG:
@@ -391,7 +376,7 @@ class RAG:
         read = [[] for _ in questions] if mode == "path" else [[p] for p in concat] if mode == "concat" else single
         usage = [{"prompt_tokens": sum(len(ids) for ids in self.generator.encode_prompts(ps)) if ps else 0} for ps in read]
         prior = doc_logp.exp().cpu()
-        return [RagOutput(q, a, float(lp), mode, _citations(r, prior[b], posts[b]), dict(timing), _retrieval(qr) if c else None,
+        return [RagOutput(q, a, float(lp), mode, citations(r, prior[b], posts[b]), dict(timing), retrieval_info(qr) if c else None,
                           usage[b]) for b, (q, a, lp, r, qr, c) in enumerate(zip(questions, answers, logprobs, rows, queries, chat))]
 
     def _posteriors(self, single: list[list[str]], answers: list[str], doc_logp: Any, seq_logp: list[Any]) -> Any:
@@ -428,30 +413,3 @@ class RAG:
         self._split(overrides)  # a bad mode or option fails here, not in the decoding thread
         chat = bool(history) if dialogue is None else dialogue
         return AnswerStream(Streamed(lambda sink: self._answer([question], [tuple(history)], overrides, sink, dialogue=[chat])[0]))
-
-def without_weak_knowledge(hits: Hits, min_score: float, rows: Any = None) -> Hits:
-    """The "no knowledge" option of a chat turn: a row (of ``rows``, a bool mask; all by default) whose best
-    retrieval score is below ``min_score`` keeps no passage (the reply is then made from the conversation alone)."""
-    best = np.where(hits.ids != EMPTY_ID, np.nan_to_num(hits.scores, nan=-np.inf), -np.inf).max(axis=1, initial=-np.inf)
-    weak = best < min_score
-    if rows is not None:
-        weak &= rows
-    if weak.any():
-        hits.ids[weak] = EMPTY_ID
-        hits.scores[weak] = -np.inf
-    return hits
-
-
-def _retrieval(query: str) -> dict[str, Any]:
-    """What a chat turn retrieved with: the query text, the rewrite and the tracked entities (``ChatQuery``)."""
-    out: dict[str, Any] = {"query": str(query)}
-    if getattr(query, "rewrite", None):
-        out["rewrite"] = query.rewrite
-    if getattr(query, "topics", None) is not None:
-        out["entities"] = [[n, round(float(s), 4)] for n, s in query.topics]
-    return out
-
-
-def _citations(row: Sequence[Passage | None], prior: Any, post: Any) -> list[Citation]:
-    return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]
-

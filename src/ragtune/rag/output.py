@@ -1,8 +1,12 @@
-"""What every RAG answer returns: the answer, its log-probability and the passages it drew on."""
+"""What every RAG answer returns (the answer, its log-probability and the passages it drew on, as citations), and
+``AnswerStream``, the same answer streamed."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ragtune.corpus.types import Passage
 
 
 @dataclass
@@ -46,3 +50,24 @@ class RagOutput:
     def from_dict(cls, d: dict[str, Any]) -> "RagOutput":
         return cls(d["question"], d["answer"], d["logprob"], d["mode"], [Citation(**c) for c in d.get("citations", [])],
                    retrieval=d.get("retrieval"))
+
+
+class AnswerStream:
+    """Iterate for the answer's text chunks; after the last one, ``output`` holds the full ``RagOutput`` (the same
+    one ``ask`` returns: streaming only lets the caller see the text sooner)."""
+
+    def __init__(self, streamed: Any):
+        from ragtune.generation.streaming import answer_pieces
+
+        self._streamed = streamed
+        self._chunks = answer_pieces(streamed, lambda out: out.answer)
+        self.output: RagOutput | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._chunks
+        self.output = self._streamed.result
+
+
+def citations(row: "Sequence[Passage | None]", prior: Any, post: Any) -> list[Citation]:
+    """The citations of one answer: its retrieved passages (None: an empty slot) with p(z|q) and p(z|q,y)."""
+    return [Citation(p.id, p.doc_id, p.title, p.text, float(prior[z]), float(post[z])) for z, p in enumerate(row) if p is not None]
