@@ -47,6 +47,11 @@ ANCHORS = {
 }
 
 
+# the headline numbers, computed from the sections (after a --merge, from the merged ones)
+SUMMARY = ("recall1_last_turn", "recall1_history", "recall1_last_turn_after", "recall1_after", "bleu4_after", "f1_after",
+           "paper_bleu4_after", "from_earlier_run")
+
+
 def pct(x):
     return None if x is None else round(100 * x, 2)
 
@@ -236,15 +241,21 @@ def main() -> None:
             res["replies_after"] = replies(rag, test[: args.gen_n], args)
             print("replies after:", json.dumps(res["replies_after"], ensure_ascii=False), flush=True)
 
-    after_gen = res.get("replies_after", {})
+    if args.merge and args.out.exists():
+        # what this run did not measure keeps the earlier run's rows, named in "from_earlier_run"; an end-to-end
+        # row of the earlier run is dropped: it measured another trained model
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        old.get("retrieval_end_to_end", {}).clear()
+        kept = [f"{k}.{r}" for k, v in res.items() if isinstance(v, dict) and isinstance(old.get(k), dict)
+                for r in old[k] if r not in v] + [k for k in old if k not in res and k not in SUMMARY]
+        res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}
+        res["from_earlier_run"] = kept
+    before, after_gen = res["retrieval_before"], res.get("replies_after", {})
     res |= {"recall1_last_turn": before["last-turn"]["recall1"], "recall1_history": before["history"]["recall1"],
             "recall1_last_turn_after": res["retrieval_after"]["last-turn"]["recall1"],
             "recall1_after": res["retrieval_after"]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
             "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4")}
-    if args.merge and args.out.exists():  # a section this run did not measure (the rewrite rows, ...) keeps its rows
-        old = json.loads(args.out.read_text(encoding="utf-8"))
-        res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, ensure_ascii=False))

@@ -9,6 +9,12 @@ float32 without checkpointing, peak RSS and the RSS once the models were loaded.
 
     .venv/bin/python benchmarks/bench_finetune.py --lean-compare --steps 6 --k 2 --batch-size 4
     .venv/bin/python benchmarks/bench_train_lean.py --steps 6 --k 2 --batch-size 4      # the same
+
+Each step ends as the trainer's does, with ``training.memory.release_freed`` (``--no-trim``: without it). A run
+without fp32 among ``--configs`` (a memory or thread probe: ``--configs bf16+ckpt --steps 8 --threads 2``) is
+filed under ``runs`` by its command; the four-way comparison stays. ``--padding N``: the padded share of the first
+N batches' forward passes (``padding``). ``--profile CONFIG``: where one step's memory goes. Every mode updates
+``results/train_lean.json`` (``--out``) in place: it also holds the CMRC and 60-minute SQuAD results.
 """
 from __future__ import annotations
 
@@ -116,7 +122,7 @@ def profile(args) -> dict:
 
     tr, rows, opt = load(args.profile, args)
     out: dict = {"config": args.profile, "rss_after_load_mb": rss_mb()}
-    step(tr, rows, opt, 0, args.batch_size)
+    step(tr, rows, opt, 0, args.batch_size, trim=not args.no_trim)
     out["rss_after_warmup_step_mb"] = rss_mb()
     seen: dict = {}
     params = {p.untyped_storage().data_ptr() for m in (tr.generator.model, tr.encoder.model) for p in m.parameters()}
@@ -127,7 +133,8 @@ def profile(args) -> dict:
             seen[key] = (t.untyped_storage().nbytes(), t.shape[-1] if t.dim() else 0, str(t.dtype))
         return t
 
-    out["seconds"], _ = step(tr, rows, opt, 1, args.batch_size, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t))
+    out["seconds"], _ = step(tr, rows, opt, 1, args.batch_size, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+                             trim=not args.no_trim)
     by_dim: dict = {}
     for nbytes, last, dtype in seen.values():
         k = f"last_dim_{last}_{dtype.removeprefix('torch.')}"
@@ -206,6 +213,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     log(f"loaded: {info}")
     times: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, list[float]] = {n: [] for n in names}
+    rss: dict[str, list[float]] = {n: [] for n in names}
     for i in range(steps):
         for n in names:
             p = procs[n]
@@ -213,6 +221,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
             p.stdin.flush()
             r = _reply(p)
             losses[n].append(r["loss"])
+            rss[n].append(round(r["rss_mb"]))
             if i > 0:
                 times[n].append(r["seconds"])
             log(f"step {i} {n:10s} {r['seconds']:.2f}s loss {r['loss']:.3f} rss {r['rss_mb']:.0f} MB")
@@ -222,7 +231,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
         info[n].update(_reply(p))
         p.wait()
     med = {n: float(np.median(v)) for n, v in times.items()}
-    base = med.get("fp32", next(iter(med.values())))
+    base = med.get("fp32")
     res = {
         "command": command,
         "machine": f"{platform.machine()}, {threads} torch thread(s) per configuration, 2-core CPU shared with other "
@@ -232,16 +241,21 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
         "timed_steps": steps - 1,
         "configs": {n: {"precision": info[n]["precision"], "checkpointing": info[n]["checkpointing"],
                         "seconds_per_step_median": med[n], "seconds_all": times[n],
-                        "examples_per_s": batch_size / med[n], "examples_per_s_ratio": base / med[n],
+                        "examples_per_s": batch_size / med[n],
+                        "examples_per_s_ratio": base / med[n] if base else None,
                         "peak_rss_mb": info[n]["peak_rss_mb"], "rss_after_load_mb": info[n]["rss_loaded_mb"],
-                        "losses": losses[n]} for n in names},
+                        "rss_after_each_step_mb": rss[n], "losses": losses[n]} for n in names},
     }
-    best = max(names, key=lambda n: res["configs"][n]["examples_per_s_ratio"])
-    res["examples_per_s_ratio"] = res["configs"][best]["examples_per_s_ratio"]
-    res["examples_per_s_ratio_config"] = best
-    res["peak_rss_mb_by_config"] = {n: res["configs"][n]["peak_rss_mb"] for n in names}
-    merge(out, res)
-    log(f"medians {med}; peak RSS {res['peak_rss_mb_by_config']}; wrote {out}")
+    peaks = {n: res["configs"][n]["peak_rss_mb"] for n in names}
+    if base is None:  # no float32 run to compare with (a memory or thread probe): filed under its command
+        runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
+        merge(out, {"runs": runs | {command: res}})
+    else:
+        best = max(names, key=lambda n: res["configs"][n]["examples_per_s_ratio"])
+        res |= {"examples_per_s_ratio": res["configs"][best]["examples_per_s_ratio"], "examples_per_s_ratio_config": best,
+                "peak_rss_mb_by_config": peaks}
+        merge(out, res)
+    log(f"medians {med}; peak RSS {peaks}; wrote {out}")
     return res
 
 

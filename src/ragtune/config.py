@@ -115,8 +115,8 @@ class ChatConfig(Section):
 
     query: Literal["history", "last-turn", "joined", "rewrite"] = "history"
     lookback: int = Field(8, ge=0)  # earlier utterances read for the entities in play
-    # earlier (user, assistant) exchanges the reply prompt shows, the most recent ones (None: all). The prompt's cost
-    # grows with the conversation: on KdConv the whole history is 350 of a reply prompt's ~550 tokens (median)
+    # earlier (user, assistant) exchanges the reply prompt shows, the most recent ones (None: all); the prompt's cost
+    # grows with the conversation (docs/dialogue.md)
     prompt_exchanges: int | None = Field(None, ge=0)
     decay: float = Field(0.9, gt=0, le=1)  # an entity's weight shrinks by this factor per utterance back
     object_weight: float = Field(0.1, ge=0, le=1)  # entities the KB states no facts about (values) weigh this much

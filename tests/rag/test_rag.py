@@ -174,14 +174,15 @@ def test_prompt_exchanges_trims_the_reply_prompt_not_retrieval(rag: RAG):
     try:
         rag.chat = ChatConfig(query="joined", prompt_exchanges=1)
         prompt = rag._single_prompts("Where was it played?", row, history)[0]
-        assert "Super Bowl 50" in prompt and "Paris" not in prompt
+        assert "User: Who won Super Bowl 50?\nAssistant: Denver Broncos" in prompt and "Paris" not in prompt
         assert rag._concat_prompt("Where was it played?", row, history) == prompt  # one passage: the same prompt
         rag.chat = ChatConfig(query="joined", prompt_exchanges=0)
         assert "Conversation so far" not in rag._single_prompts("Where was it played?", row, history)[0]
-        rag.chat_turn(history, "Where was it played?")
+        trimmed = rag.chat_turn(history, "Where was it played?").usage["prompt_tokens"]
         assert "Paris" in rag.retriever.queries[-1]  # the query is still built from the whole conversation
         rag.chat = ChatConfig(query="joined")
         assert "Paris" in rag._single_prompts("Where was it played?", row, history)[0]  # None: every exchange
+        assert rag.chat_turn(history, "Where was it played?").usage["prompt_tokens"] > trimmed  # the answer read less
     finally:
         rag.chat = before
 

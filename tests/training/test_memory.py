@@ -69,16 +69,19 @@ def _rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's malloc_trim")
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="glibc's malloc_trim")
 def test_release_freed_gives_freed_heap_pages_back():
     import numpy as np
 
-    # 200 MB in 100 KB blocks (below glibc's mmap threshold, so on the heap); the last one stays alive at the
-    # heap's top, so glibc's own trimming (only from the top) cannot return the freed ones
+    # 200 MB in 100 KB blocks (below glibc's default mmap threshold, so on the heap); the last one stays alive at
+    # the heap's top, so glibc's own trimming (only from the top) cannot return the freed ones
+    start = _rss_mb()
     blocks = [np.ones(100_000 // 8) for _ in range(2000)]
     keep = blocks[-1]
     del blocks
     before = _rss_mb()
+    if before - start < 150:  # the allocator already gave them back (tuned mmap threshold, another malloc)
+        pytest.skip("freed blocks were returned at free time: nothing left to trim")
     assert memory.release_freed() is True
     assert before - _rss_mb() > 150  # the freed 200 MB, less what the heap reused
     assert keep.sum() == 12_500

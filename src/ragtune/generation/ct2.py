@@ -237,7 +237,8 @@ class CT2Generator(Generator):
         return logp, mask
 
     def sequence_logprobs(self, prompts: Sequence[str], targets: Sequence[Sequence[str]]) -> list[list[float]]:
-        """As ``Generator.sequence_logprobs``, by one ``score_batch`` over all pairs."""
+        """As ``Generator.sequence_logprobs``, all pairs scored together (``_step_logprobs``: rows of similar length
+        per ``score_batch``)."""
         pairs = [(p, t) for p, ts in zip(prompts, targets) for t in ts]
         if not pairs:
             return [[] for _ in prompts]
