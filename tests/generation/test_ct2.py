@@ -66,6 +66,23 @@ def test_token_logprobs_equal_torch(lm):
         fast.token_logprobs(PROMPTS, targets, vocab_mean=True)
 
 
+def test_scoring_in_length_buckets_keeps_the_input_order(lm):
+    """Rows of 2x different lengths, long and short interleaved: scored in separate buckets, returned in order."""
+    from ragtune.models.batching import length_buckets
+
+    torch_g, fast = pair(lm)
+    long = " ".join(["the history of the mountain range and its people"] * 6)
+    prompts = [long + " " + PROMPTS[0], PROMPTS[1], long + " " + PROMPTS[2], PROMPTS[0]]
+    targets = ["Paris", "Denver Broncos", "the Himalayas", ""]
+    p_ids, y_ids = fast.encode_prompts(prompts), fast.encode_targets(targets, prompts)
+    assert len(length_buckets([len(p) + len(y) for p, y in zip(p_ids, y_ids)], max_rows=4)) > 1  # really split
+    with torch.no_grad():
+        want_lp, want_mask = torch_g.token_logprobs(prompts, targets)
+    got_lp, got_mask = fast.token_logprobs(prompts, targets)
+    assert torch.equal(got_mask, want_mask.cpu())
+    torch.testing.assert_close(got_lp, want_lp.cpu(), atol=1e-4, rtol=0)
+
+
 def test_streaming_pieces_make_the_answer(lm):
     _, fast = pair(lm, max_new_tokens=12)
     whole = fast.generate(PROMPTS[:1])[0].text
