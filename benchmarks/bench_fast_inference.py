@@ -102,6 +102,41 @@ def generate_only(gens: dict, prompts: list[str], max_new_tokens: int, reps: int
     return out
 
 
+def profile(gens: dict, rag: RAG, questions: list[str], k: int, max_new_tokens: int) -> dict:
+    """Where a concat answer's time goes, per backend, one question at a time (medians): the prompt's prefill
+    (generation of one token), the whole generation, and the posterior's scoring of the answer under each of
+    the k single-passage prompts; the backends take turns question by question."""
+    hits = rag.retrieve(questions, k)
+    rows = hits.passages(rag.store)
+    concat = [rag._concat_prompt(q, r) for q, r in zip(questions, rows)]
+    single = [rag._single_prompts(q, r) for q, r in zip(questions, rows)]
+    tok = next(iter(gens.values()))
+    part: dict = {n: {"prefill": [], "generate": [], "posterior": [], "new_tokens": []} for n in gens}
+    for i in range(len(questions)):
+        for name, g in gens.items():
+            t = time.perf_counter()
+            g.generate([concat[i]], max_new_tokens=1)
+            part[name]["prefill"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            out = g.generate([concat[i]], max_new_tokens=max_new_tokens)[0]
+            part[name]["generate"].append(time.perf_counter() - t)
+            part[name]["new_tokens"].append(len(out.token_ids))
+            t = time.perf_counter()
+            with torch.inference_mode():
+                g.token_logprobs(single[i], [out.text] * len(single[i]))
+            part[name]["posterior"].append(time.perf_counter() - t)
+    for d in part.values():  # decoding's cost per token, question by question
+        d["seconds_per_new_token_after_prefill"] = [(g - p) / max(t - 1, 1) for g, p, t in
+                                                    zip(d["generate"], d["prefill"], d["new_tokens"])]
+    med = {n: {key: statistics.median(v) for key, v in d.items()} for n, d in part.items()}
+    a, b = list(gens)
+    return {"questions": len(questions), "concat_prompt_tokens_median": statistics.median(len(x) for x in tok.encode_prompts(concat)),
+            "single_prompt_tokens_median": statistics.median(len(x) for s in single for x in tok.encode_prompts(s)),
+            "medians_seconds": med,
+            f"ratios_{a}_over_{b}": {key: med[a][key] / med[b][key] for key in ("prefill", "generate", "posterior",
+                                                                   "seconds_per_new_token_after_prefill")}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
@@ -113,6 +148,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--previous-decoder", action="store_true", help="also time rag-sequence with the previous decoder")
     ap.add_argument("--generate-prompts", type=int, default=10)
+    ap.add_argument("--profile", type=int, default=0, help="only the time split of N concat answers, into --out's 'profile'")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # both backends: CT2Generator uses torch's thread count
@@ -131,12 +167,22 @@ def main() -> None:
                      "compute_type": args.compute_type, "machine": f"{platform.machine()}, {args.threads} thread(s), shared",
                      "settings": {}}
 
-    def save() -> None:
+    def save() -> None:  # a --profile run's section stays
+        old = json.loads(args.out.read_text()) if args.out.exists() else {}
+        kept = {"profile": old["profile"]} if "profile" in old else {}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=1))
+        args.out.write_text(json.dumps(kept | results, indent=1))
 
     for gen in gens.values():  # load (and convert, once) before anything is timed
         gen.generate(["Hello"], max_new_tokens=2)
+    if args.profile:
+        old = json.loads(args.out.read_text()) if args.out.exists() else {}
+        old["profile"] = {"command": results["command"], "threads": args.threads, "compute_type": args.compute_type,
+                          **profile(gens, RAG(bm25, gens["torch"], store, k=args.k), [e.question for e in examples[: args.profile]],
+                                    args.k, args.max_new_tokens)}
+        args.out.write_text(json.dumps(old, indent=1))
+        print(json.dumps(old["profile"]["ratios_torch_over_ctranslate2"]))
+        return
     settings: dict[str, Setting] = {}
     for mode in args.modes.split(","):
         for name, gen in gens.items():
