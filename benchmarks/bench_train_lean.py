@@ -66,7 +66,8 @@ def load(name: str, args):
     split, passages, pid_of = squad_open_book()
     rows = [QARecord(q.question, list(dict.fromkeys(q.answers)), [pid_of[q.positive_doc_ids[0]]]) for q in split.train]
     random.Random(0).shuffle(rows)
-    rag = RAG(dense_retriever(passages), Generator("smollm2-135m-instruct"), MemoryStore(passages), mode="rag-sequence",
+    gen = Generator("smollm2-135m-instruct", dtype=args.generator_dtype)
+    rag = RAG(dense_retriever(passages), gen, MemoryStore(passages), mode="rag-sequence",
               k=args.k, doc_temperature=1.0)
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=16, lora_alpha=32, lr=3e-4, encoder_lr=1e-5,
                          batch_size=args.batch_size, precision=prec, gradient_checkpointing=ckpt, seed=0)
@@ -197,7 +198,7 @@ def merge(out: Path, fields: dict) -> None:
 
 
 def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int, out: Path, command: str,
-            trim: bool = True) -> dict:
+            trim: bool = True, generator_dtype: str = "float32") -> dict:
     # the dense index is built once here (cached in benchmarks/.work), not by every worker at once
     from bench_finetune import dense_retriever
     from shared_data import squad_open_book
@@ -207,7 +208,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     for name in names:
         procs[name] = subprocess.Popen(
             [sys.executable, __file__, "--worker", name, "--k", str(k), "--batch-size", str(batch_size),
-             "--threads", str(threads), *([] if trim else ["--no-trim"])],
+             "--threads", str(threads), "--generator-dtype", generator_dtype, *([] if trim else ["--no-trim"])],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE)
     info = {n: _reply(p) for n, p in procs.items()}
     log(f"loaded: {info}")
@@ -268,6 +269,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--generator-dtype", default="float32", choices=["float32", "bfloat16"],
+                    help="the generator's weights as loaded ([generator] dtype); LoRA adapters stay float32")
     ap.add_argument("--no-trim", action="store_true", help="no malloc_trim after each step (training.memory.release_freed)")
     ap.add_argument("--padding", type=int, default=0, help="the padded share of the first N batches' forward passes")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -280,7 +283,8 @@ def main() -> None:
         profile(args)
         return
     compare(args.configs.split(","), args.steps, args.k, args.batch_size, args.threads, args.out,
-            "python benchmarks/bench_train_lean.py " + " ".join(sys.argv[1:]), trim=not args.no_trim)
+            "python benchmarks/bench_train_lean.py " + " ".join(sys.argv[1:]), trim=not args.no_trim,
+            generator_dtype=args.generator_dtype)
 
 
 if __name__ == "__main__":
