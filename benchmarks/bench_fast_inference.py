@@ -167,9 +167,9 @@ def main() -> None:
                      "compute_type": args.compute_type, "machine": f"{platform.machine()}, {args.threads} thread(s), shared",
                      "settings": {}}
 
-    def save() -> None:  # a --profile run's section stays
+    def save() -> None:  # a --profile run's section and the earlier run's summary stay
         old = json.loads(args.out.read_text()) if args.out.exists() else {}
-        kept = {"profile": old["profile"]} if "profile" in old else {}
+        kept = {k: old[k] for k in ("profile", "n20_summary") if k in old}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(kept | results, indent=1))
 

@@ -11,9 +11,9 @@ float32 without checkpointing, peak RSS and the RSS once the models were loaded.
     .venv/bin/python benchmarks/bench_train_lean.py --steps 6 --k 2 --batch-size 4      # the same
 
 Each step ends as the trainer's does, with ``training.memory.release_freed`` (``--no-trim``: without it). A run
-without fp32 among ``--configs`` (a memory or thread probe: ``--configs bf16+ckpt --steps 8 --threads 2``) is
-filed under ``runs`` by its command; the four-way comparison stays. ``--padding N``: the padded share of the first
-N batches' forward passes (``padding``). ``--profile CONFIG``: where one step's memory goes. Every mode updates
+without fp32 among ``--configs`` (a memory or thread probe: ``--configs bf16+ckpt --steps 8 --threads 2``), or with
+``--generator-dtype bfloat16`` (the frozen weights stored in bf16), is filed under ``runs`` by its command; the
+four-way comparison stays. ``--padding N``: the padded share of the first N batches' forward passes (``padding``). ``--profile CONFIG``: where one step's memory goes. Every mode updates
 ``results/train_lean.json`` (``--out``) in place: it also holds the CMRC and 60-minute SQuAD results.
 """
 from __future__ import annotations
@@ -240,6 +240,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
         "setup": f"SmolLM2-135M LoRA r16 + MiniLM query encoder, rag-sequence, batch {batch_size}, k {k}, SQuAD "
                  "open-book training rows (seed-0 order); one process per configuration, steps interleaved",
         "timed_steps": steps - 1,
+        "generator_dtype": generator_dtype,
         "configs": {n: {"precision": info[n]["precision"], "checkpointing": info[n]["checkpointing"],
                         "seconds_per_step_median": med[n], "seconds_all": times[n],
                         "examples_per_s": batch_size / med[n],
@@ -248,7 +249,7 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
                         "rss_after_each_step_mb": rss[n], "losses": losses[n]} for n in names},
     }
     peaks = {n: res["configs"][n]["peak_rss_mb"] for n in names}
-    if base is None:  # no float32 run to compare with (a memory or thread probe): filed under its command
+    if base is None or generator_dtype != "float32":  # a memory, thread or dtype probe: filed under its command
         runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
         merge(out, {"runs": runs | {command: res}})
     else:
