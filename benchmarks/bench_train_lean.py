@@ -13,8 +13,9 @@ float32 without checkpointing, peak RSS and the RSS once the models were loaded.
 Each step ends as the trainer's does, with ``training.memory.release_freed`` (``--no-trim``: without it). A run
 without fp32 among ``--configs`` (a memory or thread probe: ``--configs bf16+ckpt --steps 8 --threads 2``), or with
 ``--generator-dtype bfloat16`` (the frozen weights stored in bf16), is filed under ``runs`` by its command; the
-four-way comparison stays. ``--padding N``: the padded share of the first N batches' forward passes (``padding``). ``--profile CONFIG``: where one step's memory goes. Every mode updates
-``results/train_lean.json`` (``--out``) in place: it also holds the CMRC and 60-minute SQuAD results.
+four-way comparison stays. ``--padding N``: the padded share of the first N batches' forward passes (``padding``).
+``--profile CONFIG``: where one step's memory goes. Every mode updates ``results/train_lean.json`` (``--out``) in
+place: it also holds the CMRC and 60-minute SQuAD results.
 """
 from __future__ import annotations
 
