@@ -6,6 +6,7 @@ same call (``generation.streaming``); scoring is one forward pass. The model loa
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import warnings
@@ -120,7 +121,8 @@ class Generator(LazyModel):
             if adapter:
                 from peft import PeftModel
 
-                model = PeftModel.from_pretrained(model, path)
+                with _peft_quiet():
+                    model = PeftModel.from_pretrained(model, path)
             tok_dir = path if Path(path, "tokenizer_config.json").exists() or not adapter else base
             self._tokenizer = self._tokenizer or AutoTokenizer.from_pretrained(tok_dir)
         except (OSError, ValueError) as e:
@@ -224,8 +226,7 @@ class Generator(LazyModel):
         from peft import LoraConfig, get_peft_model
 
         task = "SEQ_2_SEQ_LM" if self.is_seq2seq else "CAUSAL_LM"
-        with warnings.catch_warnings():  # PEFT still reads transformers' old checkpointing names, which now warn
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with _peft_quiet():
             self._model = get_peft_model(self.model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                                                                 target_modules=target_modules, task_type=task))
         return self._model
@@ -412,3 +413,12 @@ class Generator(LazyModel):
         from ragtune.generation.backends import backend_class
 
         return backend_class(backend, model).create(model, device=device, **settings)
+
+
+@contextlib.contextmanager
+def _peft_quiet() -> Iterator[None]:
+    """PEFT still reads transformers' old checkpointing names, which now warn (FutureWarning) on every wrap or load
+    of an adapter: a user's warning about our dependency's code, not theirs."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
