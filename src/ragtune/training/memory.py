@@ -11,6 +11,7 @@ are those of the run without it.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from ragtune.config import TrainingConfig
@@ -58,18 +59,19 @@ def release_freed() -> bool:
     (bench_train_lean.py, 8 steps): without it RSS climbed to 2.9 GB and peaked at 3.06 GB; with it RSS was 1.9 GB
     between steps and peaked at 2.73 GB, at the same step time (17.7 against 17.9 s). glibc's environment knobs
     cost far more: a fixed mmap threshold made steps 1.6x slower, a 1 MB trim threshold 1.8x."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-    return bool(_malloc_trim)
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+    return trim is not None
 
 
-_malloc_trim: Any = None
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, looked up once; None where the C library has none (musl, macOS, Windows)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
