@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.helpers.reference: the previous decoder
 
 from bench_qa import GoldRetriever, sample_questions  # noqa: E402
-from shared_data import MemoryStore, squad_open_book  # noqa: E402
+from shared_data import MemoryStore, squad_open_book, update_results  # noqa: E402
 
 from ragtune.evaluation.qa import evaluate_qa  # noqa: E402
 from ragtune.generation import Generator  # noqa: E402
@@ -176,12 +176,11 @@ def main() -> None:
     for gen in gens.values():  # load (and convert, once) before anything is timed
         gen.generate(["Hello"], max_new_tokens=2)
     if args.profile:
-        old = json.loads(args.out.read_text()) if args.out.exists() else {}
-        old["profile"] = {"command": results["command"], "threads": args.threads, "compute_type": args.compute_type,
-                          **profile(gens, RAG(bm25, gens["torch"], store, k=args.k), [e.question for e in examples[: args.profile]],
-                                    args.k, args.max_new_tokens)}
-        args.out.write_text(json.dumps(old, indent=1))
-        print(json.dumps(old["profile"]["ratios_torch_over_ctranslate2"]))
+        split_time = profile(gens, RAG(bm25, gens["torch"], store, k=args.k), [e.question for e in examples[: args.profile]],
+                             args.k, args.max_new_tokens)
+        update_results(args.out, {"profile": {"command": results["command"], "threads": args.threads,
+                                              "compute_type": args.compute_type, **split_time}})
+        print(json.dumps(split_time["ratios_torch_over_ctranslate2"]))
         return
     settings: dict[str, Setting] = {}
     for mode in args.modes.split(","):

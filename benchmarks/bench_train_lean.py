@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from shared_data import update_results
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "train_lean.json"
@@ -190,14 +191,6 @@ def _reply(p: subprocess.Popen) -> dict:
             return json.loads(line)
 
 
-def merge(out: Path, fields: dict) -> None:
-    """Update ``out``'s JSON with ``fields``: the file also holds results other runs wrote (the CMRC and 60-minute
-    SQuAD fields, the memory profile)."""
-    res = json.loads(out.read_text()) if out.exists() else {}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res | fields, indent=1))
-
-
 def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int, out: Path, command: str,
             trim: bool = True, generator_dtype: str = "float32") -> dict:
     # the dense index is built once here (cached in benchmarks/.work), not by every worker at once
@@ -252,12 +245,12 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     peaks = {n: res["configs"][n]["peak_rss_mb"] for n in names}
     if base is None or generator_dtype != "float32":  # a memory, thread or dtype probe: filed under its command
         runs = json.loads(out.read_text()).get("runs", {}) if out.exists() else {}
-        merge(out, {"runs": runs | {command: res}})
+        update_results(out, {"runs": runs | {command: res}})
     else:
         best = max(names, key=lambda n: res["configs"][n]["examples_per_s_ratio"])
         res |= {"examples_per_s_ratio": res["configs"][best]["examples_per_s_ratio"], "examples_per_s_ratio_config": best,
                 "peak_rss_mb_by_config": peaks}
-        merge(out, res)
+        update_results(out, res)
     log(f"medians {med}; peak RSS {peaks}; wrote {out}")
     return res
 
@@ -278,7 +271,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.padding:
-        return merge(args.out, {"padding": padding(args)})
+        return update_results(args.out, {"padding": padding(args)})
     if args.worker:
         return worker(args)
     if args.profile:

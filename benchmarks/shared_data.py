@@ -1,9 +1,18 @@
-"""Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS."""
+"""Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS; and
+``update_results``, for a results file that several runs write parts of."""
+import json
 import os
 from pathlib import Path
 from typing import NamedTuple
 
 DATASETS = Path(os.environ.get("RAGTUNE_DATASETS") or Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
+
+
+def update_results(out: Path, fields: dict) -> None:
+    """Update ``out``'s JSON with ``fields``, keeping what other runs wrote there (their own top-level keys)."""
+    res = json.loads(out.read_text()) if out.exists() else {}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res | fields, indent=1))
 
 
 class MemoryStore:
