@@ -19,13 +19,18 @@ Rows:
 
     python benchmarks/bench_dialogue.py                   # -> results/dialogue.json (about 75 minutes on 2 cores)
     python benchmarks/bench_dialogue.py --gen-n 8 --minutes-retriever 1 --minutes-generator 1 --out /tmp/d.json
+    python benchmarks/bench_dialogue.py --replies-only --max-new-tokens 128 --merge   # the kept model, replies again
+
+The index and the trained models stay in ``benchmarks/.work/dialogue/`` (replaced by the next run), so replies can
+be measured again under other decoding settings without training again.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-import tempfile
+import shutil
 import time
 from pathlib import Path
 
@@ -34,6 +39,7 @@ from shared_data import DATASETS  # noqa: E402
 
 KDCONV = DATASETS / "kdconv_travel"
 OUT = Path(__file__).resolve().parent / "results" / "dialogue.json"
+WORK = Path(__file__).resolve().parent / ".work" / "dialogue"
 # KdConv (Zhou et al., ACL 2020), travel domain, test set: BLEU-1..4 and Distinct-1..4 in percent (jieba words,
 # NLTK corpus_bleu with smoothing method 3), as quoted in Table 1 of Wang et al., AAAI 2024 ("Improving the
 # Robustness of Knowledge-Grounded Dialogue via Contrastive Learning"), which credits them to Zhou et al. The
@@ -85,6 +91,10 @@ def paper_scores(replies, refs) -> dict:
     smooth = SmoothingFunction().method3
     out = {f"bleu{n}": round(100 * corpus_bleu(ref, hyp, weights=tuple([1 / n] * n), smoothing_function=smooth), 2)
            for n in (1, 2, 3, 4)}
+    # replies shorter than the references pay BLEU's brevity penalty exp(1 - ref/hyp) on every order
+    words, ref_words = sum(len(h) for h in hyp), sum(len(r[0]) for r in ref)
+    out["length_ratio"] = round(words / max(ref_words, 1), 3)
+    out["brevity_penalty"] = round(1.0 if words > ref_words else math.exp(1 - ref_words / max(words, 1)), 3)
     for n in (1, 2):
         grams = [tuple(s[i:i + n]) for s in hyp for i in range(0, len(s) - n)]
         out[f"distinct{n}"] = round(100 * len(set(grams)) / max(len(grams), 1), 2)
@@ -181,6 +191,8 @@ def main() -> None:
                     help="[chat] prompt_exchanges: the earlier exchanges a reply prompt shows (default: all).")
     ap.add_argument("--no-replies-before", action="store_true", help="Skip the untrained model's replies.")
     ap.add_argument("--merge", action="store_true", help="Update --out's JSON instead of replacing it.")
+    ap.add_argument("--replies-only", action="store_true",
+                    help="Only the replies of the end-to-end model the last run kept in benchmarks/.work/dialogue (with --merge).")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.prompt_exchanges is not None:
@@ -197,51 +209,65 @@ def main() -> None:
     res: dict = {"prompt_exchanges": args.prompt_exchanges, "lr": args.lr, "batch_size": args.batch_size,
                  "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        index = work / "kb"
-        update_triples(index, [KDCONV / "kb_travel.json"])
-        rows = work / "dev.jsonl"
-        write_examples([training_row(e) for e in dev], rows)
+    work = WORK
+    if args.replies_only:
+        # the kept model measured again: only its replies change (and say which command made them)
+        rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k)
+        got = replies(rag, test[: args.gen_n], args) | {"max_new_tokens": args.max_new_tokens, "command": res["command"]}
+        print("replies after:", json.dumps(got, ensure_ascii=False), flush=True)
+        return finish({"replies_after": got}, args)
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    index = work / "kb"
+    update_triples(index, [KDCONV / "kb_travel.json"])
+    rows = work / "dev.jsonl"
+    write_examples([training_row(e) for e in dev], rows)
 
-        rag = RAG.from_index(index, k=args.k)
-        before = {q: recall(rag, test, q) for q in ("last-turn", "joined", "history")}
-        if args.rewrite_n:
-            before["rewrite"] = recall(rag, test[: args.rewrite_n], "rewrite")
-            before["history_same_turns"] = recall(rag, test[: args.rewrite_n], "history")
-        print("before:", json.dumps(before), flush=True)
-        res["retrieval_before"] = before
-        if args.gen_n and not args.no_replies_before:
-            res["replies_before"] = replies(rag, test[: args.gen_n], args)
-            print("replies before:", json.dumps(res["replies_before"], ensure_ascii=False), flush=True)
+    rag = RAG.from_index(index, k=args.k)
+    before = {q: recall(rag, test, q) for q in ("last-turn", "joined", "history")}
+    if args.rewrite_n:
+        before["rewrite"] = recall(rag, test[: args.rewrite_n], "rewrite")
+        before["history_same_turns"] = recall(rag, test[: args.rewrite_n], "history")
+    print("before:", json.dumps(before), flush=True)
+    res["retrieval_before"] = before
+    if args.gen_n and not args.no_replies_before:
+        res["replies_before"] = replies(rag, test[: args.gen_n], args)
+        print("replies before:", json.dumps(res["replies_before"], ensure_ascii=False), flush=True)
 
-        t0 = time.perf_counter()
-        _, r1 = train_retriever(index, rows, work / "retriever", args)
-        t1 = time.perf_counter()
-        rag = RAG.from_pretrained(work / "retriever", index_dir=index, k=args.k)
-        after = {q: recall(rag, test, q) for q in ("last-turn", "history")}
-        print("after retriever training:", json.dumps(after), flush=True)
-        res["retrieval_after"] = after
-        res["no_knowledge"] = no_knowledge(rag, dev_all, test_all)
-        print("no knowledge:", json.dumps(res["no_knowledge"]), flush=True)
+    t0 = time.perf_counter()
+    _, r1 = train_retriever(index, rows, work / "retriever", args)
+    t1 = time.perf_counter()
+    rag = RAG.from_pretrained(work / "retriever", index_dir=index, k=args.k)
+    after = {q: recall(rag, test, q) for q in ("last-turn", "history")}
+    print("after retriever training:", json.dumps(after), flush=True)
+    res["retrieval_after"] = after
+    res["no_knowledge"] = no_knowledge(rag, dev_all, test_all)
+    print("no knowledge:", json.dumps(res["no_knowledge"]), flush=True)
 
-        t2 = time.perf_counter()
-        _, r2 = train_end_to_end(index, rows, work / "retriever", work / "e2e", args)
-        t3 = time.perf_counter()
-        res["training"] = {"retriever_steps": r1.steps, "retriever_seconds": round(t1 - t0, 1), "retriever_last_loss": r1.losses[-1],
-                           "end_to_end_steps": r2.steps, "end_to_end_seconds": round(t3 - t2, 1),
-                           "end_to_end_first_loss": r2.losses[0], "end_to_end_last_loss": r2.losses[-1],
-                           "cpu_minutes": round((t1 - t0 + t3 - t2) / 60, 1)}
-        print("training:", json.dumps(res["training"]), flush=True)
-        rag = RAG.from_pretrained(work / "e2e", index_dir=index, k=args.k)
-        res["retrieval_end_to_end"] = {q: recall(rag, test, q) for q in ("last-turn", "history")}
-        if args.rewrite_n:
-            res["retrieval_end_to_end"]["rewrite"] = recall(rag, test[: args.rewrite_n], "rewrite")
-        if args.gen_n:
-            res["replies_after"] = replies(rag, test[: args.gen_n], args)
-            print("replies after:", json.dumps(res["replies_after"], ensure_ascii=False), flush=True)
+    t2 = time.perf_counter()
+    _, r2 = train_end_to_end(index, rows, work / "retriever", work / "e2e", args)
+    t3 = time.perf_counter()
+    res["training"] = {"retriever_steps": r1.steps, "retriever_seconds": round(t1 - t0, 1), "retriever_last_loss": r1.losses[-1],
+                       "end_to_end_steps": r2.steps, "end_to_end_seconds": round(t3 - t2, 1),
+                       "end_to_end_first_loss": r2.losses[0], "end_to_end_last_loss": r2.losses[-1],
+                       "cpu_minutes": round((t1 - t0 + t3 - t2) / 60, 1)}
+    print("training:", json.dumps(res["training"]), flush=True)
+    rag = RAG.from_pretrained(work / "e2e", index_dir=index, k=args.k)
+    res["retrieval_end_to_end"] = {q: recall(rag, test, q) for q in ("last-turn", "history")}
+    if args.rewrite_n:
+        res["retrieval_end_to_end"]["rewrite"] = recall(rag, test[: args.rewrite_n], "rewrite")
+    if args.gen_n:
+        res["replies_after"] = replies(rag, test[: args.gen_n], args)
+        res["replies_after"]["max_new_tokens"] = args.max_new_tokens
+        print("replies after:", json.dumps(res["replies_after"], ensure_ascii=False), flush=True)
 
-    if args.merge and args.out.exists():
+    finish(res, args)
+
+
+def finish(res: dict, args) -> None:
+    if args.merge and args.out.exists() and "training" not in res:  # --replies-only: the same model's replies again
+        res = json.loads(args.out.read_text(encoding="utf-8")) | res
+    elif args.merge and args.out.exists():
         # what this run did not measure keeps the earlier run's rows, named in "from_earlier_run"; an end-to-end
         # row of the earlier run is dropped: it measured another trained model
         old = json.loads(args.out.read_text(encoding="utf-8"))

@@ -42,11 +42,31 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def rss_mb() -> float:
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set (``VmHWM``: its peak since the last ``reset_peak``), MB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def reset_peak() -> None:
+    """Start VmHWM afresh (Linux: "5" to clear_refs), so that each step's own peak can be read after it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def batch_tokens(tr, batch) -> dict:
+    """The generator tokens of one batch's k passage prompts and answers: total, longest row, longest answer."""
+    rag = tr.rag
+    hits = rag.retrieve([e.question for e in batch], rag.k)
+    prompts = [p for e, row in zip(batch, hits.passages(rag.store)) for p in rag._single_prompts(e.question, row)]
+    answers = [e.answers[0] for e in batch for _ in range(len(prompts) // len(batch))]
+    p_ids, y_ids = rag.generator.encode_prompts(prompts), rag.generator.encode_targets(answers, prompts)
+    rows = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
+    return {"tokens": sum(rows), "longest_row": max(rows), "longest_answer": max(len(y) for y in y_ids)}
 
 
 def load(name: str, args):
@@ -79,11 +99,19 @@ def load(name: str, args):
     return tr, rows, opt
 
 
-def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True) -> tuple[float, float]:
-    """Training step on rows batch i: (seconds, mean loss). ``saved``: a saved_tensors_hooks context for the forward."""
+def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True,
+         phases: dict | None = None) -> tuple[float, float]:
+    """Training step on rows batch i: (seconds, mean loss). ``saved``: a saved_tensors_hooks context for the forward;
+    ``phases``: filled with each phase's peak RSS in MB (forward, backward, optimizer), read from VmHWM."""
     import contextlib
 
     import torch
+
+    def mark(name: str | None) -> None:
+        if phases is not None:
+            if name:
+                phases[name] = round(rss_mb("VmHWM"))
+            reset_peak()
 
     params = tr.params_gen + tr.params_enc
     batch = rows[i * batch_size:(i + 1) * batch_size]
@@ -91,11 +119,15 @@ def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True) 
         m.train()
     t = time.perf_counter()
     opt.zero_grad(set_to_none=True)
+    mark(None)
     with saved or contextlib.nullcontext():
         loss, n = tr.batch_loss(batch)
+    mark("forward")
     (loss / n).backward()
+    mark("backward")
     torch.nn.utils.clip_grad_norm_(params, tr.cfg.max_grad_norm)
     opt.step()
+    mark("optimizer")
     if trim:  # as Trainer.train does after each step
         from ragtune.training import memory
 
@@ -108,13 +140,20 @@ def worker(args) -> None:
     tr, rows, opt = load(args.worker, args)
     print(json.dumps({"ready": True, "rss_loaded_mb": rss_mb(), "precision": tr.precision,
                       "checkpointing": tr.checkpointing}), flush=True)
+    peak = rss_mb("VmHWM")  # loading's peak: reset_peak below starts each step's afresh (and ru_maxrss with it)
     for line in sys.stdin:
         cmd = line.split()
         if cmd[0] == "quit":
             break
-        sec, loss = step(tr, rows, opt, int(cmd[1]), args.batch_size, trim=not args.no_trim)
-        print(json.dumps({"step": int(cmd[1]), "seconds": sec, "loss": loss, "rss_mb": rss_mb()}), flush=True)
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
+        i = int(cmd[1])
+        phases: dict = {}
+        sec, loss = step(tr, rows, opt, i, args.batch_size, trim=not args.no_trim, phases=phases)
+        step_peak = max(phases.values())
+        peak = max(peak, step_peak)
+        print(json.dumps({"step": i, "seconds": sec, "loss": loss, "rss_mb": rss_mb(), "step_peak_mb": step_peak,
+                          "phase_peaks_mb": phases,
+                          **batch_tokens(tr, rows[i * args.batch_size:(i + 1) * args.batch_size])}), flush=True)
+    print(json.dumps({"peak_rss_mb": max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True)
 
 
 def profile(args) -> dict:
@@ -209,6 +248,9 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
     times: dict[str, list[float]] = {n: [] for n in names}
     losses: dict[str, list[float]] = {n: [] for n in names}
     rss: dict[str, list[float]] = {n: [] for n in names}
+    step_peaks: dict[str, list[float]] = {n: [] for n in names}
+    phase_peaks: dict[str, list[dict]] = {n: [] for n in names}
+    tokens: list[dict] = []
     for i in range(steps):
         for n in names:
             p = procs[n]
@@ -217,9 +259,13 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
             r = _reply(p)
             losses[n].append(r["loss"])
             rss[n].append(round(r["rss_mb"]))
+            step_peaks[n].append(round(r["step_peak_mb"]))
+            phase_peaks[n].append(r["phase_peaks_mb"])
             if i > 0:
                 times[n].append(r["seconds"])
-            log(f"step {i} {n:10s} {r['seconds']:.2f}s loss {r['loss']:.3f} rss {r['rss_mb']:.0f} MB")
+            log(f"step {i} {n:10s} {r['seconds']:.2f}s loss {r['loss']:.3f} rss {r['rss_mb']:.0f} MB, "
+                f"step peak {r['step_peak_mb']:.0f} MB {r['phase_peaks_mb']} ({r['tokens']} tokens, longest row {r['longest_row']})")
+        tokens.append({key: r[key] for key in ("tokens", "longest_row", "longest_answer")})  # same batch in every config
     for n, p in procs.items():
         p.stdin.write("quit\n")
         p.stdin.flush()
@@ -240,7 +286,10 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
                         "examples_per_s": batch_size / med[n],
                         "examples_per_s_ratio": base / med[n] if base else None,
                         "peak_rss_mb": info[n]["peak_rss_mb"], "rss_after_load_mb": info[n]["rss_loaded_mb"],
-                        "rss_after_each_step_mb": rss[n], "losses": losses[n]} for n in names},
+                        "rss_after_each_step_mb": rss[n], "peak_rss_each_step_mb": step_peaks[n],
+                        "peak_rss_each_phase_mb": phase_peaks[n],
+                        "losses": losses[n]} for n in names},
+        "batch_tokens": tokens,
     }
     peaks = {n: res["configs"][n]["peak_rss_mb"] for n in names}
     if base is None or generator_dtype != "float32":  # a memory, thread or dtype probe: filed under its command

@@ -17,3 +17,13 @@ def test_input_order_undoes_the_grouping():
     groups = length_buckets(lengths, max_rows=3)
     concatenated = [lengths[i] for g in groups for i in g]
     assert [concatenated[p] for p in input_order(groups)] == lengths
+
+
+def test_max_tokens_bounds_each_pass_padded_size():
+    lengths = [300, 120, 310, 118, 200, 121, 305, 5]
+    # without the bound 300, 305 and 310 share a pass (3 x 310 = 930 padded tokens)
+    assert [sorted(g) for g in length_buckets(lengths, max_rows=8)] == [[7], [1, 3, 5], [4], [0, 2, 6]]
+    assert [sorted(g) for g in length_buckets(lengths, max_rows=8, max_tokens=400)] == [[7], [1, 3, 5], [4], [0], [6], [2]]
+    # 3 x 121 = 363 > 300: the third short row starts a pass of its own
+    assert [sorted(g) for g in length_buckets(lengths, max_rows=8, max_tokens=300)] == [[7], [1, 3], [5], [4], [0], [6], [2]]
+    assert length_buckets([500, 7], max_rows=8, max_tokens=100) == [[1], [0]]  # a row over the bound is alone

@@ -86,3 +86,43 @@ def test_release_freed_gives_freed_heap_pages_back():
     memory.release_freed()
     assert before - _rss_mb() > 150  # the freed 200 MB, less what the heap reused
     assert keep.sum() == 12_500
+
+
+def test_kernel_cache_is_bounded_unless_the_user_chose(monkeypatch):
+    import os
+
+    monkeypatch.delenv(memory.KERNEL_CACHE_ENV, raising=False)
+    assert memory.bound_kernel_cache() == "128"
+    assert os.environ[memory.KERNEL_CACHE_ENV] == "128"
+    monkeypatch.setenv(memory.KERNEL_CACHE_ENV, "7")
+    assert memory.bound_kernel_cache() == "7"
+    assert os.environ[memory.KERNEL_CACHE_ENV] == "7"
+
+
+def test_trainer_bounds_the_kernel_cache_as_it_is_built(small_world, tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv(memory.KERNEL_CACHE_ENV, raising=False)
+    Trainer(make_rag(small_world), small_world["train"], None, TrainingConfig(batch_size=4, max_steps=1), tmp_path,
+            progress=False)
+    assert os.environ[memory.KERNEL_CACHE_ENV] == "128"
+
+
+def _pass_shapes_and_loss(world, tmp_path, budget):
+    cfg = TrainingConfig(batch_size=4, max_steps=1, precision="fp32", max_pass_tokens=budget, seed=1)
+    tr = Trainer(make_rag(world), world["train"], None, cfg, tmp_path / str(budget), progress=False)
+    shapes: list[tuple[int, int]] = []
+    tr.generator.model.register_forward_pre_hook(
+        lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    loss, n = tr.batch_loss(tr.step_examples(0)[0])
+    assert sum(r for r, _ in shapes) == 4 * tr.rag.k  # every passage prompt scored once
+    return shapes, float(loss.detach())
+
+
+def test_generator_passes_stay_within_max_pass_tokens(small_world, tmp_path):
+    free, loss_free = _pass_shapes_and_loss(small_world, tmp_path, None)
+    bound, loss_bound = _pass_shapes_and_loss(small_world, tmp_path, 64)
+    assert max(r * length for r, length in free) > 64  # the bound has something to cut
+    assert len(bound) > len(free)
+    assert all(r * length <= 64 or r == 1 for r, length in bound)
+    assert loss_bound == pytest.approx(loss_free, rel=1e-5)  # the grouping does not change the loss

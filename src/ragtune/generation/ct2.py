@@ -215,8 +215,9 @@ class CT2Generator(Generator):
     # ---- scoring -------------------------------------------------------------------------------------------
 
     def token_logprobs(self, prompts: Sequence[str], targets: Sequence[str], *, batch_size: int | None = None,
-                       vocab_mean: bool = False) -> tuple["torch.Tensor", ...]:
-        """As ``Generator.token_logprobs`` (``(logp, mask)``, (N, T)), from ``score_batch``; no gradients."""
+                       vocab_mean: bool = False, max_tokens: int | None = None) -> tuple["torch.Tensor", ...]:
+        """As ``Generator.token_logprobs`` (``(logp, mask)``, (N, T)), from ``score_batch``; no gradients
+        (``max_tokens`` is accepted for the same signature: CTranslate2 sizes its own batches)."""
         import torch
 
         if vocab_mean:

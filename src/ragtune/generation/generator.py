@@ -323,14 +323,15 @@ class Generator(LazyModel):
         *,
         batch_size: int | None = None,
         vocab_mean: bool = False,
+        max_tokens: int | None = None,
     ) -> tuple["torch.Tensor", ...]:
         """log P(target_t | prompt, target_<t) for each target token (eos included), with autograd when enabled.
 
         Returns ``(logp, mask)``, both (N, T), targets right-padded; ``logp`` is 0 at padding. With
         ``vocab_mean`` also ``mean_logp`` (N, T), the mean over the vocabulary of log P(v | prompt, target_<t)
         from the same forward pass (what label smoothing needs). Rows are scored in forward passes of
-        similar length (see ``length_buckets``) of at most ``batch_size`` rows; the result does not depend on
-        the grouping.
+        similar length (see ``length_buckets``) of at most ``batch_size`` rows and, with ``max_tokens``, at most
+        that many padded tokens; the result does not depend on the grouping.
         """
         import torch
 
@@ -345,7 +346,7 @@ class Generator(LazyModel):
         y_ids = self.encode_targets(targets, prompts)
         T = max(len(y) for y in y_ids)
         lengths = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
-        groups = length_buckets(lengths, batch_size or len(prompts))
+        groups = length_buckets(lengths, batch_size or len(prompts), max_tokens=max_tokens)
         parts, means = [], []
         for rows in groups:
             lp, mean = score_rows(self, [p_ids[i] for i in rows], [y_ids[i] for i in rows], T, vocab_mean)

@@ -4,18 +4,22 @@ from __future__ import annotations
 from typing import Sequence
 
 
-def length_buckets(lengths: Sequence[int], max_rows: int, slack: float = 1.15) -> list[list[int]]:
+def length_buckets(lengths: Sequence[int], max_rows: int, slack: float = 1.15, max_tokens: int | None = None) -> list[list[int]]:
     """Row indices grouped into forward passes of similar length, shortest first.
 
     A padded batch costs rows x longest row; RAG's k passage prompts differ in length by 2x and more, so one
     batch of them spends a third of its compute on padding. Rows sorted by length join the current group while
-    its padded size stays within ``slack`` of its real tokens and it has fewer than ``max_rows`` rows.
+    its padded size stays within ``slack`` of its real tokens and it has fewer than ``max_rows`` rows, and, with
+    ``max_tokens``, while its padded size stays within that many tokens (a longer row is a group of its own):
+    a forward pass's temporary memory grows with its padded size.
     """
     groups: list[list[int]] = []
     total = 0
     for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
         g = groups[-1] if groups else None
-        if g is not None and len(g) < max_rows and (len(g) + 1) * lengths[i] <= slack * (total + lengths[i]):
+        padded = (len(g) + 1) * lengths[i] if g is not None else 0
+        if (g is not None and len(g) < max_rows and padded <= slack * (total + lengths[i])
+                and (max_tokens is None or padded <= max_tokens)):
             g.append(i)
             total += lengths[i]
         else:

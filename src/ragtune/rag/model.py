@@ -263,18 +263,19 @@ class RAG:
         return fn(doc_logp, tok_logp, mask)
 
     def passage_logprobs(self, questions: Sequence[str], answers: Sequence[str], rows: list[list[Passage | None]], *,
-                         vocab_mean: bool = False, batch_size: int | None = None,
+                         vocab_mean: bool = False, batch_size: int | None = None, max_tokens: int | None = None,
                          histories: Sequence[Sequence[tuple[str, str]]] | None = None) -> tuple[Any, ...]:
         """Each answer scored under each of its question's passages alone: ``tok_logp`` (B, K, T) log
         P(y_t | q, z, y_<t) and ``mask`` (B, T), plus ``mean_logp`` (B, K, T) (the vocabulary mean, for label
         smoothing) with ``vocab_mean``. With ``doc_log_prior`` these are the terms of both RAG marginals.
-        ``histories`` (chat turns, one per question) make the prompts chat replies, as ``chat_turn`` builds them."""
+        ``histories`` (chat turns, one per question) make the prompts chat replies, as ``chat_turn`` builds them.
+        ``batch_size`` and ``max_tokens`` bound the rows and padded tokens of one forward pass."""
         B, K = len(rows), len(rows[0]) if rows else 0
         hist = histories if histories is not None else [()] * B
         template = self.reply_template(histories is not None)
         prompts = [p for q, r, h in zip(questions, rows, hist) for p in self._single_prompts(q, r, h, template)]
         scored = self.generator.token_logprobs(prompts, [a for a in answers for _ in range(K)], batch_size=batch_size,
-                                               vocab_mean=vocab_mean)
+                                               vocab_mean=vocab_mean, max_tokens=max_tokens)
         tok_logp, mask = scored[0].float().view(B, K, -1), scored[1].view(B, K, -1)[:, 0]
         return (tok_logp, mask, scored[2].float().view(B, K, -1)) if vocab_mean else (tok_logp, mask)
 

@@ -78,7 +78,8 @@ class Objective:
         with self.autocast():
             doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(queries, hits, rows), rows)
             scored = self.rag.passage_logprobs(questions, [e.answers[0] for e in batch], rows,
-                                               vocab_mean=cfg.label_smoothing > 0, histories=self.histories(batch))
+                                               vocab_mean=cfg.label_smoothing > 0, max_tokens=cfg.max_pass_tokens,
+                                               histories=self.histories(batch))
         loss_fn = rag_sequence_nll if mode == "rag-sequence" else rag_token_nll
         return loss_fn(doc_logp, scored[0], scored[1], label_smoothing=cfg.label_smoothing,
                        length_normalize=cfg.length_normalize, reduction="sum",
@@ -91,6 +92,7 @@ class Objective:
             doc_logp = self.rag.doc_log_prior(hits, self.doc_scores(queries, hits, rows), rows)
             with torch.no_grad():
                 tok_logp, mask = self.rag.passage_logprobs(questions, [e.answers[0] for e in batch], rows,
+                                                           max_tokens=self.cfg.max_pass_tokens,
                                                            histories=self.histories(batch))
         mask = mask.to(torch.float32)[:, None]
         ll = (tok_logp * mask).sum(-1)

@@ -97,6 +97,7 @@ class Trainer:
         if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
         self._index_stale = False  # True once the document encoder has changed since the index was encoded
+        memory.bound_kernel_cache()  # before the first bf16 op builds a kernel
         self._setup_modules()
         self.checkpointing = memory.apply(self.modules, config)  # {module: gradient checkpointing on}
         self.objective = Objective(rag, config, self.encoder, self.doc_encoder, negatives)
