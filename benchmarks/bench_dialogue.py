@@ -195,6 +195,8 @@ def main() -> None:
                     help="Only the replies of the end-to-end model the last run kept in benchmarks/.work/dialogue (with --merge).")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    if args.replies_only and not (args.merge and args.out.exists()):
+        ap.error("--replies-only adds replies to an earlier run's results: give --merge and an existing --out")
     if args.prompt_exchanges is not None:
         PROMPT_EXCHANGES["prompt_exchanges"] = args.prompt_exchanges
 
@@ -210,7 +212,12 @@ def main() -> None:
                  "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
     work = WORK
+    # what the kept model was trained for: --replies-only measures it only for the same results file and settings
+    manifest = {"out": str(args.out.resolve()), "k": args.k, "prompt_exchanges": args.prompt_exchanges}
     if args.replies_only:
+        kept = json.loads((work / "run.json").read_text()) if (work / "run.json").exists() else None
+        if kept is None or not (work / "e2e").exists() or {k: kept.get(k) for k in manifest} != manifest:
+            sys.exit(f"{work} holds no end-to-end model trained for {manifest} (it holds {kept}); run the benchmark first")
         # the kept model measured again: only its replies change (and say which command made them)
         rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k)
         got = replies(rag, test[: args.gen_n], args) | {"max_new_tokens": args.max_new_tokens, "command": res["command"]}
@@ -218,6 +225,7 @@ def main() -> None:
         return finish({"replies_after": got}, args)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    (work / "run.json").write_text(json.dumps(manifest | {"command": res["command"]}))
     index = work / "kb"
     update_triples(index, [KDCONV / "kb_travel.json"])
     rows = work / "dev.jsonl"
@@ -231,7 +239,7 @@ def main() -> None:
     print("before:", json.dumps(before), flush=True)
     res["retrieval_before"] = before
     if args.gen_n and not args.no_replies_before:
-        res["replies_before"] = replies(rag, test[: args.gen_n], args)
+        res["replies_before"] = replies(rag, test[: args.gen_n], args) | {"max_new_tokens": args.max_new_tokens}
         print("replies before:", json.dumps(res["replies_before"], ensure_ascii=False), flush=True)
 
     t0 = time.perf_counter()
@@ -268,10 +276,11 @@ def finish(res: dict, args) -> None:
     if args.merge and args.out.exists() and "training" not in res:  # --replies-only: the same model's replies again
         res = json.loads(args.out.read_text(encoding="utf-8")) | res
     elif args.merge and args.out.exists():
-        # what this run did not measure keeps the earlier run's rows, named in "from_earlier_run"; an end-to-end
-        # row of the earlier run is dropped: it measured another trained model
+        # what this run did not measure keeps the earlier run's rows, named in "from_earlier_run"; the end-to-end
+        # rows and replies of the earlier run are dropped: they measured another trained model
         old = json.loads(args.out.read_text(encoding="utf-8"))
-        old.get("retrieval_end_to_end", {}).clear()
+        for section in ("retrieval_end_to_end", "replies_after"):
+            old.get(section, {}).clear()
         kept = [f"{k}.{r}" for k, v in res.items() if isinstance(v, dict) and isinstance(old.get(k), dict)
                 for r in old[k] if r not in v] + [k for k in old if k not in res and k not in SUMMARY]
         res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}

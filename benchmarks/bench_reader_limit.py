@@ -10,8 +10,8 @@ argmax_y sum_{z<k} softmax(f(q,z)/T)_z P(y|q,z), and two bounds:
 * ``oracle_em``: some candidate of the first k passages is an exact match (the best any reranking of the
   candidates could do: a bound on what the choice of k and T can reach without a better reader).
 
-k=2, T=1 is the run's own setting: its EM here is printed beside the run's own (``--run``: that run's results
-file), and must equal it.
+k=2, T=1 is the run's own setting: its EM here must equal the run's own (``--run``: that run's results file, whose
+model ``--model`` holds); the script fails when it does not.
 
     python benchmarks/bench_reader_limit.py --shards 2     # two processes, one thread each, then the grid
     python benchmarks/bench_reader_limit.py --grid-only    # the grid again from the kept candidates
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ OUT = HERE / "results" / "train_lean.json"
 TEMPERATURES = (1.0, 0.1, 0.05, 0.02, 0.01)
 
 
-def candidates(lo: int, hi: int, k_max: int, out: Path) -> None:
+def candidates(lo: int, hi: int, k_max: int, model: Path, out: Path) -> None:
     """Questions lo..hi of the test sample: passages, prior scores, candidates and the (k_max, candidates) scores."""
     import torch
 
@@ -51,8 +52,8 @@ def candidates(lo: int, hi: int, k_max: int, out: Path) -> None:
     split, passages, pid_of = squad_open_book()
     sample = test_sample(split.test)[0][lo:hi]
     retriever, store = dense_retriever(passages), MemoryStore(passages)
-    gen = Generator.load(WORK / "finetune_out" / "generator", max_new_tokens=12)
-    apply_trained_retriever(retriever, WORK / "finetune_out")
+    gen = Generator.load(model / "generator", max_new_tokens=12)
+    apply_trained_retriever(retriever, model)
     gen.model.eval()
     retriever.encoder.model.eval()
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=k_max)
@@ -91,13 +92,15 @@ def grid(rows: list[dict], k_max: int) -> dict:
 
     out = {}
     for k in range(1, k_max + 1):
-        cell = {"hit": float(np.mean([r["gold_pid"] in r["pids"][:k] for r in rows])),
+        cell: dict = {"hit": float(np.mean([r["gold_pid"] in r["pids"][:k] for r in rows])),
                 "oracle_em": 100 * float(np.mean([max(exact_match(c, r["gold"]) for c in r["cands"][:k]) for r in rows]))}
         for t in TEMPERATURES:
             picks = [choose(r, k, t) for r in rows]
             cell[f"T={t}"] = {"em": 100 * float(np.mean([exact_match(p, r["gold"]) for p, r in zip(picks, rows)])),
                               "f1": 100 * float(np.mean([f1_score(p, r["gold"]) for p, r in zip(picks, rows)]))}
         out[f"k={k}"] = cell
+    first = [r for r in rows if r["pids"][0] == r["gold_pid"]]  # the reader handed the gold paragraph
+    out["gold_first"] = {"n": len(first), "em": 100 * float(np.mean([exact_match(r["cands"][0], r["gold"]) for r in first]))}
     return out
 
 
@@ -109,29 +112,36 @@ def main() -> None:
     ap.add_argument("--shard", type=int, nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--grid-only", action="store_true", help="recompute the grid from the candidates kept in .work")
     ap.add_argument("--run", type=Path, default=HERE / "results" / "finetune_lean60.json",
-                    help="the results file of the bench_finetune.py run whose model .work/finetune_out holds")
+                    help="the results file of the bench_finetune.py run that trained --model")
+    ap.add_argument("--model", type=Path, default=WORK / "finetune_out", help="that run's output directory")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.shard:
         lo, hi = args.shard
-        return candidates(lo, hi, args.k_max, CANDIDATES / f"{lo}-{hi}.json")
-    CANDIDATES.mkdir(parents=True, exist_ok=True)
+        return candidates(lo, hi, args.k_max, args.model, CANDIDATES / f"{lo}-{hi}.json")
     if not args.grid_only:
+        shutil.rmtree(CANDIDATES, ignore_errors=True)  # a run with other --shards or --n must not meet old files
+        CANDIDATES.mkdir(parents=True)
         cuts = np.linspace(0, args.n, args.shards + 1).astype(int)
-        procs = [subprocess.Popen([sys.executable, __file__, "--shard", str(lo), str(hi), "--k-max", str(args.k_max)], cwd=HERE)
+        procs = [subprocess.Popen([sys.executable, __file__, "--shard", str(lo), str(hi), "--k-max", str(args.k_max),
+                                   "--model", str(args.model)], cwd=HERE)
                  for lo, hi in zip(cuts[:-1], cuts[1:])]
         if any(p.wait() for p in procs):
             sys.exit("a shard failed; see its output above")
     rows = [r for f in sorted(CANDIDATES.glob("*.json"), key=lambda f: int(f.stem.split("-")[0]))
             for r in json.loads(f.read_text())]
+    if len({r["id"] for r in rows}) != len(rows) or len(rows) != args.n:
+        sys.exit(f"{CANDIDATES} holds {len(rows)} rows, not the {args.n} questions once each: run without --grid-only")
     res = grid(rows, args.k_max)
     run = json.loads(args.run.read_text())
     same = res["k=2"]["T=1.0"]["em"]
     print(json.dumps(res, indent=1))
     print(f"k=2, T=1 here: EM {same:.1f}; the run's own evaluation: {run['em_after']:.1f}")
+    if abs(same - run["em_after"]) > 1e-6:
+        sys.exit("the recomputed EM differs from the run's: the candidates are not from --run's model")
     update_results(args.out, {"reader_limit": {
         "command": "python benchmarks/bench_reader_limit.py " + " ".join(sys.argv[1:]), "n": len(rows),
-        "model": f"the model of {args.run.relative_to(HERE.parent)} ({run['command']})",
+        "model": f"the model of {args.run.resolve().relative_to(HERE.parent)} ({run['command']})",
         "run_em_k2": run["em_after"], "grid": res}})
 
 

@@ -1,7 +1,8 @@
 """Step time and peak memory of one LoRA training step under float32 vs bf16 autocast, with and without gradient
 checkpointing: SmolLM2-135M (LoRA r 16) + MiniLM query encoder, RAG-Sequence, on the SQuAD open-book split.
 
-Each configuration runs in a process of its own (so its peak RSS is its own, from ``getrusage``), all loaded
+Each configuration runs in a process of its own (so its peak RSS is its own: Linux's VmHWM, read around every
+step and reset before it, so that each step's and each phase's own peak is reported too), all loaded
 at once and stepped in turn: step i of every configuration, then step i+1, ..., so machine load hits them all
 alike, on the same batches (training rows 4i..4i+3, seed-0 order as bench_finetune.py). The first step of each
 warms up allocators and caches and is not timed. Reported: median seconds per step, examples/s, their ratio to
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import resource
@@ -51,18 +53,18 @@ def rss_mb(field: str = "VmRSS") -> float:
 
 
 def reset_peak() -> None:
-    """Start VmHWM afresh (Linux: "5" to clear_refs), so that each step's own peak can be read after it."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
+    """Start VmHWM afresh (Linux: "5" to clear_refs), so that each step's own peak can be read after it; where
+    that is not allowed the per-step peaks would silently be cumulative, so it is an error."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def batch_tokens(tr, batch) -> dict:
-    """The generator tokens of one batch's k passage prompts and answers: total, longest row, longest answer."""
+    """The generator tokens of one batch's k passage prompts and answers: total, longest row, longest answer.
+    Retrieved as the step retrieves (``Objective._retrieve``: encoder in eval mode, no gradient), so call it
+    before the step, whose update would change the query encoder."""
     rag = tr.rag
-    hits = rag.retrieve([e.question for e in batch], rag.k)
-    prompts = [p for e, row in zip(batch, hits.passages(rag.store)) for p in rag._single_prompts(e.question, row)]
+    _, hit_rows = tr.objective._retrieve(tr.objective.queries(batch))
+    prompts = [p for e, row in zip(batch, hit_rows) for p in rag._single_prompts(e.question, row)]
     answers = [e.answers[0] for e in batch for _ in range(len(prompts) // len(batch))]
     p_ids, y_ids = rag.generator.encode_prompts(prompts), rag.generator.encode_targets(answers, prompts)
     rows = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
@@ -138,21 +140,25 @@ def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True,
 def worker(args) -> None:
     """One configuration: load, say "ready", then run step i for each "step i" line on stdin; "quit" ends."""
     tr, rows, opt = load(args.worker, args)
+    from ragtune.training.memory import KERNEL_CACHE_ENVS
+
     print(json.dumps({"ready": True, "rss_loaded_mb": rss_mb(), "precision": tr.precision,
-                      "checkpointing": tr.checkpointing}), flush=True)
-    peak = rss_mb("VmHWM")  # loading's peak: reset_peak below starts each step's afresh (and ru_maxrss with it)
+                      "checkpointing": tr.checkpointing,
+                      "kernel_cache_env": {k: os.environ[k] for k in KERNEL_CACHE_ENVS if k in os.environ}}), flush=True)
+    peak = 0.0  # reset_peak starts VmHWM (and ru_maxrss with it) afresh: what came before each reset is folded in
     for line in sys.stdin:
         cmd = line.split()
         if cmd[0] == "quit":
             break
         i = int(cmd[1])
+        tokens = batch_tokens(tr, rows[i * args.batch_size:(i + 1) * args.batch_size])
+        peak = max(peak, rss_mb("VmHWM"))
         phases: dict = {}
         sec, loss = step(tr, rows, opt, i, args.batch_size, trim=not args.no_trim, phases=phases)
         step_peak = max(phases.values())
         peak = max(peak, step_peak)
         print(json.dumps({"step": i, "seconds": sec, "loss": loss, "rss_mb": rss_mb(), "step_peak_mb": step_peak,
-                          "phase_peaks_mb": phases,
-                          **batch_tokens(tr, rows[i * args.batch_size:(i + 1) * args.batch_size])}), flush=True)
+                          "phase_peaks_mb": phases, **tokens}), flush=True)
     print(json.dumps({"peak_rss_mb": max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True)
 
 
@@ -200,7 +206,7 @@ def padding(args) -> dict:
 
     tr, rows, _ = load("bf16+ckpt", args)
     g, rag = tr.generator, tr.rag
-    real = bucketed = one_batch = passes = 0
+    real = bucketed = one_batch = passes = unbounded_passes = 0
     for i in range(args.padding):
         batch = rows[i * args.batch_size:(i + 1) * args.batch_size]
         queries = tr.objective.queries(batch)
@@ -208,15 +214,60 @@ def padding(args) -> dict:
         prompts = [p for e, r in zip(batch, hit_rows) for p in rag._single_prompts(e.question, r)]
         answers = [e.answers[0] for e in batch for _ in range(args.k)]
         lengths = [len(p) + len(y) for p, y in zip(g.encode_prompts(prompts), g.encode_targets(answers, prompts))]
-        groups = length_buckets(lengths, len(lengths))
+        groups = length_buckets(lengths, len(lengths), max_tokens=tr.cfg.max_pass_tokens)  # as token_logprobs groups them
+        unbounded_passes += len(length_buckets(lengths, len(lengths)))
         real += sum(lengths)
         bucketed += sum(len(grp) * max(lengths[j] for j in grp) for grp in groups)
         one_batch += len(lengths) * max(lengths)
         passes += len(groups)
     out = {"batches": args.padding, "rows_per_batch": args.batch_size * args.k, "real_tokens": real,
            "padding_share_bucketed": 1 - real / bucketed, "padding_share_one_batch": 1 - real / one_batch,
-           "forward_passes_per_batch": passes / args.padding}
+           "forward_passes_per_batch": passes / args.padding, "max_pass_tokens": tr.cfg.max_pass_tokens,
+           "forward_passes_per_batch_without_max_pass_tokens": unbounded_passes / args.padding}
     print(json.dumps(out, indent=1), flush=True)
+    return out
+
+
+def pass_memory(args) -> dict:
+    """A generator forward + backward pass of R rows x 353 tokens (random ids; LoRA, bf16 autocast, checkpointing):
+    its peak RSS above the RSS before it, and the memory still live after the forward, for R = 2, 4, 8. The live
+    part (the layers' saved inputs) is the same however rows are grouped into passes; the rest is temporary and
+    grows with the pass."""
+    import torch
+
+    from ragtune.generation import Generator
+    from ragtune.training import memory
+
+    torch.set_num_threads(args.threads)
+    memory.bound_kernel_cache()
+    gen = Generator("smollm2-135m-instruct")
+    model = gen.add_lora(r=16, alpha=32, dropout=0.05)
+    memory.enable(model, True, required=True)
+    model.train()
+    out: dict = {}
+    for rows in (2, 4, 8):
+        ids = torch.randint(100, 40_000, (rows, 353))
+        runs = []
+        for rep in range(3):  # the first meets new shapes; the later two are what a long run sees
+            memory.release_freed()
+            base = rss_mb()
+            reset_peak()
+            t = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = model(input_ids=ids, attention_mask=torch.ones_like(ids), logits_to_keep=13,
+                             use_cache=False).logits.float().logsumexp(-1).mean()
+            forward_peak = rss_mb("VmHWM") - base
+            memory.release_freed()
+            live = rss_mb() - base
+            reset_peak()
+            loss.backward()
+            backward_peak = rss_mb("VmHWM") - base
+            runs.append({"forward_peak_mb": round(forward_peak), "live_after_forward_mb": round(live),
+                         "backward_peak_mb": round(backward_peak), "seconds_per_row": (time.perf_counter() - t) / rows})
+            model.zero_grad(set_to_none=True)
+            del loss
+        out[f"{rows}x353"] = runs[1:]
+        log(f"{rows} x 353 tokens: {runs[1:]}")
     return out
 
 
@@ -280,6 +331,10 @@ def compare(names: list[str], steps: int, k: int, batch_size: int, threads: int,
         "setup": f"SmolLM2-135M LoRA r16 + MiniLM query encoder, rag-sequence, batch {batch_size}, k {k}, SQuAD "
                  "open-book training rows (seed-0 order); one process per configuration, steps interleaved",
         "timed_steps": steps - 1,
+        # the allocator settings the workers inherited, and the kernel cache each worker ran with (the Trainer's own
+        # bound unless one of these was set)
+        "env": {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "ONEDNN_", "DNNL_", "OMP_"))},
+        "kernel_cache_env": {n: info[n].get("kernel_cache_env") for n in names},
         "generator_dtype": generator_dtype,
         "configs": {n: {"precision": info[n]["precision"], "checkpointing": info[n]["checkpointing"],
                         "seconds_per_step_median": med[n], "seconds_all": times[n],
@@ -317,10 +372,14 @@ def main() -> None:
                     help="the generator's weights as loaded ([generator] dtype); LoRA adapters stay float32")
     ap.add_argument("--no-trim", action="store_true", help="no malloc_trim after each step (training.memory.release_freed)")
     ap.add_argument("--padding", type=int, default=0, help="the padded share of the first N batches' forward passes")
+    ap.add_argument("--pass-memory", action="store_true", help="a forward pass's memory by its size (pass_memory)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.padding:
         return update_results(args.out, {"padding": padding(args)})
+    if args.pass_memory:
+        return update_results(args.out, {"pass_memory": {"command": "python benchmarks/bench_train_lean.py --pass-memory",
+                                                         **pass_memory(args)}})
     if args.worker:
         return worker(args)
     if args.profile:

@@ -186,7 +186,7 @@ class TrainingConfig(Section):
     # re-embedded with gradient (train_doc_encoder); long sequences are where the memory goes (training/memory.py)
     gradient_checkpointing: Literal["auto"] | bool = "auto"
     # padded tokens of one generator forward pass (a longer prompt gets a pass of its own): a pass's temporary
-    # memory grows with its size, the work per token does not (training/memory.py)
+    # memory grows with its size, the work per token does not (models/batching.py); a large value turns it off
     max_pass_tokens: int | None = Field(1024, ge=1)
     device: str = "cpu"
 

@@ -38,7 +38,11 @@ def test_token_logprobs_match_raw_model_despite_padding(gen: Generator):
         assert float((lp[i] * mask[i]).sum().detach()) == pytest.approx(raw_logprob(gen, prompts[i], ys[i]), abs=1e-4)
     chunked, _ = gen.token_logprobs(prompts, targets, batch_size=1)
     torch.testing.assert_close(chunked, lp, atol=1e-5, rtol=0)
+    passes: list[int] = []
+    hook = gen.model.register_forward_pre_hook(lambda m, a, kw: passes.append(kw["input_ids"].shape[0]), with_kwargs=True)
     one_per_pass, _ = gen.token_logprobs(prompts, targets, max_tokens=1)  # every row over the bound: alone
+    hook.remove()
+    assert passes == [1, 1, 1]
     torch.testing.assert_close(one_per_pass, lp, atol=1e-5, rtol=0)
 
 

@@ -26,4 +26,6 @@ def test_max_tokens_bounds_each_pass_padded_size():
     assert [sorted(g) for g in length_buckets(lengths, max_rows=8, max_tokens=400)] == [[7], [1, 3, 5], [4], [0], [6], [2]]
     # 3 x 121 = 363 > 300: the third short row starts a pass of its own
     assert [sorted(g) for g in length_buckets(lengths, max_rows=8, max_tokens=300)] == [[7], [1, 3], [5], [4], [0], [6], [2]]
-    assert length_buckets([500, 7], max_rows=8, max_tokens=100) == [[1], [0]]  # a row over the bound is alone
+    # equal rows that slack alone would join (1000 <= 1.15 x 1000): each is over the bound, so each is alone
+    assert length_buckets([500, 500], max_rows=8) == [[0, 1]]
+    assert length_buckets([500, 500], max_rows=8, max_tokens=100) == [[0], [1]]

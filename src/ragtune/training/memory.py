@@ -54,19 +54,24 @@ def apply(modules: dict[str, Any], cfg: TrainingConfig) -> dict[str, bool]:
     return {name: enable(m, wanted(cfg, name), required=required) for name, m in modules.items()}
 
 
-KERNEL_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+KERNEL_CACHE_ENVS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")  # oneDNN's name, its older one
 KERNEL_CACHE_CAPACITY = 128
 
 
 def bound_kernel_cache() -> str:
-    """Cap oneDNN's cache of compiled kernels at ``KERNEL_CACHE_CAPACITY`` unless the user set
-    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``; returns the capacity in force. bf16 matmuls on CPU run as oneDNN
-    primitives, one per input shape, and the default cache keeps 1,024 of them with their buffers: bucketed prompt
-    lengths make new shapes every step, so RSS grew for a dozen steps and settled ~300 MB higher. Reference LoRA run
-    (bench_train_lean.py, 10 steps): at 128, RSS between steps 1.75 GB and peak 2.46 GB against 2.01 and 2.87, at the
-    same step time; at 0 (no cache) steps took 1.4x as long. oneDNN reads the variable when it builds its first
-    kernel, so this must run before the first bf16 op of the process (the Trainer calls it as it is built)."""
-    return os.environ.setdefault(KERNEL_CACHE_ENV, str(KERNEL_CACHE_CAPACITY))
+    """Ask oneDNN to cache at most ``KERNEL_CACHE_CAPACITY`` compiled kernels, unless the user set either of
+    ``KERNEL_CACHE_ENVS``; returns the capacity requested. bf16 matmuls on CPU run as oneDNN primitives, one per
+    input shape, and the default cache keeps 1,024 of them with their buffers: bucketed prompt lengths make new
+    shapes every step, so RSS between steps grew for a dozen steps and settled near 2.06 GB in the reference LoRA
+    run (bench_train_lean.py, 40 steps), against 1.78 GB at 128, at the same step time; with no cache at all
+    steps took 1.4x as long. The step's peak is set by its largest forward pass (``max_pass_tokens``), not by
+    this. oneDNN reads the variable when it builds its first kernel, so this must run before the first bf16 op
+    of the process (the Trainer calls it as it is built); after that it changes nothing."""
+    for name in KERNEL_CACHE_ENVS:
+        if name in os.environ:
+            return os.environ[name]
+    os.environ[KERNEL_CACHE_ENVS[0]] = str(KERNEL_CACHE_CAPACITY)
+    return os.environ[KERNEL_CACHE_ENVS[0]]
 
 
 def release_freed() -> bool:

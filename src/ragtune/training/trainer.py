@@ -13,7 +13,8 @@ The losses are ``objectives.Objective``'s, computed through the RAG model. When 
 the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder; the
 checkpoint then keeps the live index and the saved model an index encoded by the final document encoder.
 
-Building a Trainer has no side effects on the process: the caller seeds the RNGs (``checkpoint.seed_everything``,
+Building a Trainer leaves the process as it was, but for one environment variable: it caps oneDNN's kernel cache
+(``memory.bound_kernel_cache``) unless the user set it. The caller seeds the RNGs (``checkpoint.seed_everything``,
 which LoRA's initialisation draws from) and passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
 """
 from __future__ import annotations
