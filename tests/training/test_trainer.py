@@ -32,6 +32,8 @@ def test_resume_replays_the_uninterrupted_run(small_world, tmp_path):
     assert first.losses + rest.losses == full.losses  # bit-for-bit: same batches, RNG, optimiser, schedule
     rows = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    peaks = [r["peak_rss_mb"] for r in rows]  # the process's peak so far: which step raised it
+    assert all(p > 50 for p in peaks) and peaks == sorted(peaks)  # one process: never falls
 
 
 def test_resume_without_checkpoint_is_a_clear_error(small_world, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from typing import Any
 
 from ragtune.config import TrainingConfig
@@ -85,6 +86,17 @@ def release_freed() -> bool:
     if trim is not None:
         trim(0)
     return trim is not None
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident set so far, MB (``getrusage``), logged with every step so a long run shows
+    which step raised it; None where there is no ``resource`` module (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # macOS reports bytes, Linux KiB
 
 
 @functools.cache

@@ -320,7 +320,7 @@ class Trainer:
             losses.append(mean_loss)
             lr = sched.get_last_lr()[0]
             self._log({"step": step, "loss": mean_loss, "lr": lr, "grad_norm": grad_norm,
-                       "epoch": step / self.steps_per_epoch})
+                       "epoch": step / self.steps_per_epoch, "peak_rss_mb": memory.peak_rss_mb()})
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
