@@ -27,7 +27,6 @@ import dataclasses
 import json
 import platform
 import random
-import resource
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
 from ragtune.corpus.squad import QARecord
 from ragtune.training.checkpoint import seed_everything
+from ragtune.training.memory import peak_rss_mb  # also imported from here by the other fine-tuning benchmarks
 from ragtune.training.trainer import Trainer
 from shared_data import MemoryStore, squad_open_book  # benchmarks/shared_data.py: ../shared/datasets
 
@@ -55,10 +55,6 @@ MODES = ("rag-sequence", "rag-token", "concat")
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def test_sample(test_questions) -> tuple[list, str]:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from shared_data import DATASETS  # benchmarks/shared_data.py: ../shared/datasets
+from shared_data import DATASETS, reset_peak, rss_mb  # benchmarks/shared_data.py: ../shared/datasets
 
 DATA = DATASETS / "scifact"
 ROOT = Path(__file__).resolve().parent
@@ -48,18 +48,6 @@ def load_scifact() -> tuple[list[str], list[str], dict[str, str], dict[str, dict
             qid, did, score = line.split()
             qrels.setdefault(qid, {})[did] = int(score)
     return doc_ids, texts, queries, qrels
-
-
-def rss_kb(field: str) -> int:
-    for line in open("/proc/self/status"):
-        if line.startswith(field):
-            return int(line.split()[1])
-    return 0
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as f:  # "5" resets VmHWM to the current RSS (Linux >= 4.0)
-        f.write("5")
 
 
 def timed(fn, reps: int) -> tuple[float, object]:
@@ -90,25 +78,25 @@ def worker(system: str, size: int, query_reps: int, n_latency: int) -> dict:
         from ragtune.retrieval.sparse import BM25Retriever
 
         passages = [Passage(id=i, doc_id=d, text=t) for i, (d, t) in enumerate(zip(doc_ids, texts))]
-        rss0 = rss_kb("VmRSS")
+        rss0 = rss_mb("VmRSS")
         reset_peak()
         t = time.perf_counter()
         model = BM25Retriever()
         model.add(passages)
         out["index_s"] = time.perf_counter() - t
-        out["peak_mb"] = (rss_kb("VmHWM") - rss0) / 1024
+        out["peak_mb"] = rss_mb("VmHWM") - rss0
         model.search(all_q[:8], K_SPEED)  # warm-up
         searchers = {"ragtune": lambda qs, k: model.search(qs, k).ids}
     elif system == "bm25s":
         import bm25s
 
-        rss0 = rss_kb("VmRSS")
+        rss0 = rss_mb("VmRSS")
         reset_peak()
         t = time.perf_counter()
         model = bm25s.BM25(method="lucene", k1=1.2, b=0.75)
         model.index(analyzer.batch(texts), show_progress=False)
         out["index_s"] = time.perf_counter() - t
-        out["peak_mb"] = (rss_kb("VmHWM") - rss0) / 1024
+        out["peak_mb"] = rss_mb("VmHWM") - rss0
 
         def make(backend: str, n_threads: int):
             def search(qs, k):
@@ -123,12 +111,12 @@ def worker(system: str, size: int, query_reps: int, n_latency: int) -> dict:
     elif system == "rank_bm25":
         from rank_bm25 import BM25Okapi
 
-        rss0 = rss_kb("VmRSS")
+        rss0 = rss_mb("VmRSS")
         reset_peak()
         t = time.perf_counter()
         model = BM25Okapi(analyzer.batch(texts))
         out["index_s"] = time.perf_counter() - t
-        out["peak_mb"] = (rss_kb("VmHWM") - rss0) / 1024
+        out["peak_mb"] = rss_mb("VmHWM") - rss0
 
         def search_rank(qs, k):
             rows = []

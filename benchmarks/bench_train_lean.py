@@ -25,14 +25,15 @@ import json
 import os
 import platform
 import random
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from shared_data import update_results
+
+from ragtune.training import memory  # light: no torch until a function needs it
+from shared_data import reset_peak, rss_mb, update_results
 
 HERE = Path(__file__).parent
 OUT = HERE / "results" / "train_lean.json"
@@ -44,22 +45,8 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident set (``VmHWM``: its peak since the last ``reset_peak``), MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak() -> None:
-    """Start VmHWM afresh (Linux: "5" to clear_refs), so that each step's own peak can be read after it; where
-    that is not allowed the per-step peaks would silently be cumulative, so it is an error."""
-    Path("/proc/self/clear_refs").write_text("5")
-
-
-def batch_tokens(tr, batch) -> dict:
-    """The generator tokens of one batch's k passage prompts and answers: total, longest row, longest answer.
+def row_lengths(tr, batch) -> tuple[list[int], list[int]]:
+    """The generator tokens of each of a batch's B x k rows (passage prompt + answer), and of each answer.
     Retrieved as the step retrieves (``Objective._retrieve``: encoder in eval mode, no gradient), so call it
     before the step, whose update would change the query encoder."""
     rag = tr.rag
@@ -67,8 +54,13 @@ def batch_tokens(tr, batch) -> dict:
     prompts = [p for e, row in zip(batch, hit_rows) for p in rag._single_prompts(e.question, row)]
     answers = [e.answers[0] for e in batch for _ in range(len(prompts) // len(batch))]
     p_ids, y_ids = rag.generator.encode_prompts(prompts), rag.generator.encode_targets(answers, prompts)
-    rows = [len(p) + len(y) for p, y in zip(p_ids, y_ids)]
-    return {"tokens": sum(rows), "longest_row": max(rows), "longest_answer": max(len(y) for y in y_ids)}
+    return [len(p) + len(y) for p, y in zip(p_ids, y_ids)], [len(y) for y in y_ids]
+
+
+def batch_tokens(tr, batch) -> dict:
+    """One batch's generator tokens: total, longest row, longest answer (``row_lengths``)."""
+    rows, answers = row_lengths(tr, batch)
+    return {"tokens": sum(rows), "longest_row": max(rows), "longest_answer": max(answers)}
 
 
 def load(name: str, args):
@@ -131,8 +123,6 @@ def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True,
     opt.step()
     mark("optimizer")
     if trim:  # as Trainer.train does after each step
-        from ragtune.training import memory
-
         memory.release_freed()
     return time.perf_counter() - t, float(loss.detach()) / n
 
@@ -140,11 +130,9 @@ def step(tr, rows, opt, i: int, batch_size: int, saved=None, trim: bool = True,
 def worker(args) -> None:
     """One configuration: load, say "ready", then run step i for each "step i" line on stdin; "quit" ends."""
     tr, rows, opt = load(args.worker, args)
-    from ragtune.training.memory import KERNEL_CACHE_ENVS
-
     print(json.dumps({"ready": True, "rss_loaded_mb": rss_mb(), "precision": tr.precision,
                       "checkpointing": tr.checkpointing,
-                      "kernel_cache_env": {k: os.environ[k] for k in KERNEL_CACHE_ENVS if k in os.environ}}), flush=True)
+                      "kernel_cache_env": {k: os.environ[k] for k in memory.KERNEL_CACHE_ENVS if k in os.environ}}), flush=True)
     peak = 0.0  # reset_peak starts VmHWM (and ru_maxrss with it) afresh: what came before each reset is folded in
     for line in sys.stdin:
         cmd = line.split()
@@ -159,7 +147,7 @@ def worker(args) -> None:
         peak = max(peak, step_peak)
         print(json.dumps({"step": i, "seconds": sec, "loss": loss, "rss_mb": rss_mb(), "step_peak_mb": step_peak,
                           "phase_peaks_mb": phases, **tokens}), flush=True)
-    print(json.dumps({"peak_rss_mb": max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}), flush=True)
+    print(json.dumps({"peak_rss_mb": max(peak, memory.peak_rss_mb())}), flush=True)
 
 
 def profile(args) -> dict:
@@ -193,7 +181,7 @@ def profile(args) -> dict:
     out["optimizer_state_mb"] = sum(t.numel() * t.element_size() for t in state) / 2**20
     out["trainable_params_mb"] = sum(p.numel() * p.element_size() for p in tr.params_gen + tr.params_enc) / 2**20
     out["rss_after_profiled_step_mb"] = rss_mb()
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out["peak_rss_mb"] = memory.peak_rss_mb()
     print(json.dumps(out, indent=1), flush=True)
     return out
 
@@ -205,15 +193,9 @@ def padding(args) -> dict:
     from ragtune.models.batching import length_buckets
 
     tr, rows, _ = load("bf16+ckpt", args)
-    g, rag = tr.generator, tr.rag
     real = bucketed = one_batch = passes = unbounded_passes = 0
     for i in range(args.padding):
-        batch = rows[i * args.batch_size:(i + 1) * args.batch_size]
-        queries = tr.objective.queries(batch)
-        hit_rows = rag.retrieve(queries, args.k).passages(rag.store)
-        prompts = [p for e, r in zip(batch, hit_rows) for p in rag._single_prompts(e.question, r)]
-        answers = [e.answers[0] for e in batch for _ in range(args.k)]
-        lengths = [len(p) + len(y) for p, y in zip(g.encode_prompts(prompts), g.encode_targets(answers, prompts))]
+        lengths, _ = row_lengths(tr, rows[i * args.batch_size:(i + 1) * args.batch_size])
         groups = length_buckets(lengths, len(lengths), max_tokens=tr.cfg.max_pass_tokens)  # as token_logprobs groups them
         unbounded_passes += len(length_buckets(lengths, len(lengths)))
         real += sum(lengths)
@@ -236,7 +218,6 @@ def pass_memory(args) -> dict:
     import torch
 
     from ragtune.generation import Generator
-    from ragtune.training import memory
 
     torch.set_num_threads(args.threads)
     memory.bound_kernel_cache()

@@ -1,5 +1,6 @@
-"""Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS; and
-``update_results``, for a results file that several runs write parts of."""
+"""Where the shared benchmark data lives: ../shared/datasets beside the repository, or $RAGTUNE_DATASETS;
+``update_results``, for a results file that several runs write parts of; and Linux's per-process memory
+counters (``rss_mb``, ``reset_peak``) for the benchmarks that measure a phase's peak."""
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,20 @@ def update_results(out: Path, fields: dict) -> None:
     res = json.loads(out.read_text()) if out.exists() else {}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res | fields, indent=1))
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident set in MB from /proc/self/status (``VmHWM``: its peak since the last ``reset_peak``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Start VmHWM (and with it ``getrusage``'s ru_maxrss) afresh at the current RSS: "5" to clear_refs (Linux >= 4.0).
+    Where that is not allowed a phase's peak would silently include earlier ones, so it is an error."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 class MemoryStore:
