@@ -96,11 +96,11 @@ class ShardServer:
     def ready(self) -> int:
         return os.getpid()
 
-    def peak_rss_mb(self) -> float:
+    def peak_rss_mb(self) -> float | None:
         """This actor process' peak resident memory (MB), for the scaling measurements."""
-        import resource
+        from ragtune.training.memory import peak_rss_mb
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_rss_mb()
 
     def search(self, queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         h = self.retriever.search(queries, k)
