@@ -105,7 +105,7 @@ def replies(rag, examples, args) -> dict:
     from ragtune.evaluation.dialogue import evaluate_dialogue
 
     r = evaluate_dialogue(with_chat(rag, query="history"), examples, mode="rag-sequence", k=args.k, batch_size=4,
-                          max_new_tokens=args.max_new_tokens, thorough=False)
+                          max_new_tokens=args.max_new_tokens, thorough=False, **decoding_options(args))
     d = r.to_dict()
     got = [p["reply"] for p in r.predictions]
     out = {name: pct(d[name]) for name in ("knowledge_recall@1", "bleu1", "bleu4", "f1", "distinct1", "distinct2", "value_rate")}
@@ -113,6 +113,12 @@ def replies(rag, examples, args) -> dict:
             "seconds_per_turn": round(d["seconds_per_turn"], 2), "samples": [{"message": e.message, "reference": e.response,
                                                                              "reply": g} for e, g in list(zip(examples, got))[:5]]}
     return out
+
+
+def decoding_options(args) -> dict:
+    """The reply decoding the command line asked for (greedy unless ``--decoding beam``)."""
+    out = {"decoding": args.decoding, "min_new_tokens": args.min_new_tokens}
+    return out if args.decoding == "greedy" else out | {"num_beams": args.num_beams, "length_penalty": args.length_penalty}
 
 
 def no_knowledge(rag, dev_all, test_all) -> dict:
@@ -183,6 +189,17 @@ def main() -> None:
     ap.add_argument("--gen-n", type=int, default=200, help="Test responses replied to before and after (0: skip).")
     ap.add_argument("--rewrite-n", type=int, default=100, help="Test turns retrieved with the generator's rewrite.")
     ap.add_argument("--max-new-tokens", type=int, default=48)
+    ap.add_argument("--decoding", choices=("greedy", "beam"), default="greedy", help="How replies are decoded.")
+    ap.add_argument("--num-beams", type=int, default=4)
+    ap.add_argument("--min-new-tokens", type=int, default=0, help="No reply ends before this many tokens.")
+    ap.add_argument("--length-penalty", type=float, default=1.0,
+                    help="Beam search ranks a reply by its log-probability / length ** this (above 0 favours longer).")
+    ap.add_argument("--gen-start", type=int, default=0,
+                    help="Reply to the test responses from this one on (a slice apart from the reported first --gen-n).")
+    ap.add_argument("--section", default="replies_after",
+                    help="With --replies-only: the results section the replies go to (another name keeps replies_after).")
+    ap.add_argument("--backend", choices=("torch", "ctranslate2"), default="torch",
+                    help="Generator backend for --replies-only.")
     ap.add_argument("--minutes-retriever", type=float, default=8.0)
     ap.add_argument("--minutes-generator", type=float, default=45.0)
     ap.add_argument("--lr", type=float, default=1e-4)
@@ -219,10 +236,12 @@ def main() -> None:
         if kept is None or not (work / "e2e").exists() or {k: kept.get(k) for k in manifest} != manifest:
             sys.exit(f"{work} holds no end-to-end model trained for {manifest} (it holds {kept}); run the benchmark first")
         # the kept model measured again: only its replies change (and say which command made them)
-        rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k)
-        got = replies(rag, test[: args.gen_n], args) | {"max_new_tokens": args.max_new_tokens, "command": res["command"]}
-        print("replies after:", json.dumps(got, ensure_ascii=False), flush=True)
-        return finish({"replies_after": got}, args)
+        rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k, backend=args.backend)
+        got = replies(rag, test[args.gen_start: args.gen_start + args.gen_n], args) | {
+            "max_new_tokens": args.max_new_tokens, "command": res["command"], "backend": args.backend,
+            "decoding": decoding_options(args), "first_test_response": args.gen_start}
+        print(f"{args.section}:", json.dumps(got, ensure_ascii=False), flush=True)
+        return finish({args.section: got}, args)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "run.json").write_text(json.dumps(manifest | {"command": res["command"]}))

@@ -45,3 +45,22 @@ def test_chat_json_shows_the_tracked_entities(kg_world, tmp_path, capsys, monkey
     # the second message names nobody: 李白 is tracked from the first turn
     assert turns[1]["question"] == "他出生在哪里？" and "李白" in [n for n, _ in turns[1]["retrieval"]["entities"]]
     assert turns[1]["citations"] and all(c["title"] in ("李白", "杜甫") for c in turns[1]["citations"])
+
+
+def test_eval_dialogue_passes_decoding_options(kg_world, tmp_path, capsys, monkeypatch):
+    from ragtune.evaluation import dialogue
+
+    src = tmp_path / "conv.json"
+    src.write_text(json.dumps(CONVERSATION, ensure_ascii=False), encoding="utf-8")
+    seen = {}
+    real = dialogue.evaluate_dialogue
+
+    def spy(rag, examples, **kw):
+        seen.update(kw)
+        return real(rag, examples, **kw | {"generate": False})
+
+    monkeypatch.setattr(dialogue, "evaluate_dialogue", spy)
+    run(capsys, "eval", "dialogue", "--dataset", src, "--index", kg_world["index"], "--decoding", "beam",
+        "--min-new-tokens", "3", "--max-new-tokens", "5", "--json")
+    assert {k: seen[k] for k in ("decoding", "min_new_tokens", "max_new_tokens")} == {"decoding": "beam", "min_new_tokens": 3,
+                                                                                    "max_new_tokens": 5}

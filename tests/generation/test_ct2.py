@@ -54,6 +54,20 @@ def test_beam_and_stop_strings_match_torch(lm):
     assert got[0].text == want[0].text and stop[0] not in got[0].text
 
 
+def test_min_new_tokens_matches_torch(lm, monkeypatch):
+    torch_g, fast = pair(lm, max_new_tokens=8)
+    first = torch_g.generate(PROMPTS[:1], max_new_tokens=1)[0].token_ids[0]
+    for g in (torch_g, fast):  # greedy's first token ends the answer: only min_new_tokens keeps it going
+        g.model  # noqa: B018 - loads, setting the eos ids replaced below
+        monkeypatch.setattr(g, "_eos", [first])
+    assert fast.generate(PROMPTS[:1])[0].token_ids == [first]
+    for kw in (dict(decoding="greedy"), dict(decoding="beam", num_beams=3)):
+        want, got = torch_g.generate(PROMPTS, min_new_tokens=5, **kw), fast.generate(PROMPTS, min_new_tokens=5, **kw)
+        assert [g.token_ids for g in got] == [w.token_ids for w in want]
+        assert all(len(g.token_ids) >= 5 and first not in g.token_ids[:5] for g in got)
+        assert [g.logprob for g in got] == pytest.approx([w.logprob for w in want], abs=1e-3)
+
+
 def test_token_logprobs_equal_torch(lm):
     torch_g, fast = pair(lm)
     targets = ["Paris", "Denver Broncos", "the Himalayas"]

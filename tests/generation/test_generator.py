@@ -76,6 +76,20 @@ def test_generate_logprob_is_the_models(gen: Generator, decoding: str):
         assert o.logprob == pytest.approx(raw_logprob(gen, p, o.token_ids), abs=1e-3)
 
 
+@pytest.mark.parametrize("decoding", ["greedy", "beam"])
+def test_min_new_tokens_holds_eos_back(gen: Generator, monkeypatch, decoding: str):
+    prompt = gen.build_prompt("Who won?")
+    first = gen.generate([prompt], max_new_tokens=1, decoding="greedy")[0].token_ids[0]
+    monkeypatch.setattr(gen, "_eos", [first])  # greedy's first token now ends the answer at once
+    assert gen.generate([prompt], max_new_tokens=6, decoding="greedy")[0].token_ids == [first]
+    got = gen.generate([prompt], max_new_tokens=6, min_new_tokens=4, decoding=decoding, num_beams=3)[0]
+    assert len(got.token_ids) >= 4 and first not in got.token_ids[:4]
+    assert got.logprob == pytest.approx(raw_logprob(gen, prompt, got.token_ids), abs=1e-3)  # the model's, not renormalised
+    assert gen.options({"min_new_tokens": 9, "max_new_tokens": 6}).min_new_tokens == 6  # a call's shorter limit wins
+    with pytest.raises(RagtuneError, match="min_new_tokens"):
+        gen.options({"min_new_tokens": -1})
+
+
 def test_greedy_batch_equals_one_by_one(gen: Generator):
     prompts = [gen.build_prompt("When was it completed?", [PASSAGE]), "short"]
     batched = gen.generate(prompts)

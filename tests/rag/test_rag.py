@@ -219,6 +219,20 @@ def test_beam_search_beats_greedy_on_toy_table():
     assert best[0].score >= best[1].score
 
 
+def test_beam_search_min_new_tokens():
+    """Tokens: 0 = a, 1 = b, 2 = eos. With b eos (0.4 * 0.9) and a eos (0.6 * 0.35) held back for two tokens,
+    a a eos = 0.6 * 0.35 * 0.8 = 0.168 beats a b eos (0.144) and b ? eos (0.016)."""
+    table = {(): [0.6, 0.4, 0.0], (0,): [0.35, 0.3, 0.35], (1,): [0.05, 0.05, 0.9]}
+    seqs: list = []
+
+    def step(tokens, origin):
+        seqs[:] = [()] * 2 if tokens is None else [seqs[o] + (t,) for o, t in zip(origin.tolist(), tokens.tolist())]
+        return torch.tensor([table.get(s, [0.1, 0.1, 0.8]) for s in seqs]).clamp_min(1e-12).log()
+
+    best = beam_search(step, 1, num_beams=2, max_new_tokens=4, eos_token_ids=[2], length_penalty=0.0, min_new_tokens=2)[0][0]
+    assert best.tokens == [0, 0, 2] and best.logprob == pytest.approx(math.log(0.6 * 0.35 * 0.8))
+
+
 def test_beam_search_batches_rows_independently():
     def step(tokens, origin):
         # row b prefers token b, then eos

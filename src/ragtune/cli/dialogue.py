@@ -29,6 +29,8 @@ def eval_dialogue_cmd(
     trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output directory."),
     retriever: Optional[str] = typer.Option(None, "--retriever", "-r"),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
+    min_new_tokens: Optional[int] = typer.Option(None, "--min-new-tokens", min=0, help="No reply ends before this many tokens."),
+    decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy or beam (rag-sequence, rag-token); sample too."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Write every turn's reply and retrieval as JSONL here."),
     config: Optional[Path] = typer.Option(None, "--config", "-c"),
@@ -37,7 +39,7 @@ def eval_dialogue_cmd(
     as_json: bool = typer.Option(False, "--json", help='Print {"knowledge_recall@1", "knowledge_recall@5", "bleu4", "f1", "distinct2", "n", ...}.'),
 ) -> None:
     """Knowledge Recall@1/5, BLEU-1/4, character F1, Distinct-1/2 and value rate of chat replies."""
-    from ragtune.cli.qa import open_rag
+    from ragtune.cli.qa import _decoding, open_rag
     from ragtune.dialogue.kdconv import load_dialogue
     from ragtune.evaluation.dialogue import evaluate_dialogue
 
@@ -47,7 +49,7 @@ def eval_dialogue_cmd(
     rag = open_rag(index, model=model, trained=trained, mode=mode, k=k, retriever=retriever, config=config, device=device,
                    backend=backend)
     rag.chat = rag.chat.with_values(query=query, min_knowledge=min_knowledge)
-    opts = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
+    opts = _decoding(decoding, max_new_tokens, min_new_tokens)
     with progress_bar(as_json) as progress:
         report = evaluate_dialogue(rag, examples, batch_size=batch_size, generate=not no_generate,
                                    progress=lambda d, t: progress("replying" if not no_generate else "retrieving", d, t), **opts)

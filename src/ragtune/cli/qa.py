@@ -27,8 +27,9 @@ def open_rag(index: Path, *, model: Optional[str] = None, trained: Optional[Path
                     config=Config.load(config) if config is not None else None, device=device, backend=backend)
 
 
-def _decoding(decoding: Optional[str], max_new_tokens: Optional[int]) -> dict[str, Any]:
-    return {k: v for k, v in (("decoding", decoding), ("max_new_tokens", max_new_tokens)) if v is not None}
+def _decoding(decoding: Optional[str], max_new_tokens: Optional[int], min_new_tokens: Optional[int] = None) -> dict[str, Any]:
+    return {k: v for k, v in (("decoding", decoding), ("max_new_tokens", max_new_tokens), ("min_new_tokens", min_new_tokens))
+            if v is not None}
 
 
 def citations_table(out: Any) -> Table:

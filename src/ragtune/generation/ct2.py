@@ -154,11 +154,12 @@ class CT2Generator(Generator):
             dict(sampling_topk=0, sampling_topp=o.top_p, sampling_temperature=o.temperature)
         for members in same_length_groups(rows):
             self.model.generate_batch(self._tokens([rows[i] for i in members]), max_length=o.max_new_tokens,
-                                      include_prompt_in_result=False, end_token=self.eos_token_ids, return_end_token=True,
+                                      min_length=o.min_new_tokens, include_prompt_in_result=False, end_token=self.eos_token_ids, return_end_token=True,
                                       return_scores=True, callback=stepper(members), **sampling)
         if streamer is not None:
             streamer.end()
-        if o.decoding == "sample":  # the step log-probs are of the warped distribution; report the model's own
+        if o.decoding == "sample" or o.min_new_tokens:
+            # the step log-probs are of the warped distribution (eos held back too); report the model's own
             steps = self._step_logprobs(rows, ids)
         return [self._finish(i, s, o.stop) for i, s in zip(ids, steps)]
 
@@ -167,7 +168,7 @@ class CT2Generator(Generator):
         found: list[list[list[int]]] = [[] for _ in p_ids]
         for members in same_length_groups(p_ids):
             results = self.model.generate_batch(self._tokens([p_ids[i] for i in members]), max_length=o.max_new_tokens,
-                                                include_prompt_in_result=False, end_token=self.eos_token_ids,
+                                                min_length=o.min_new_tokens, include_prompt_in_result=False, end_token=self.eos_token_ids,
                                                 return_end_token=True, beam_size=max(o.num_beams, n), num_hypotheses=n,
                                                 length_penalty=o.length_penalty)
             for i, r in zip(members, results):

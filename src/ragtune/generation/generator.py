@@ -48,6 +48,7 @@ class Generator(LazyModel):
         dtype: str = "float32",
         prompt_template: str | None = None,
         max_new_tokens: int = 64,
+        min_new_tokens: int = 0,
         decoding: Decoding = "greedy",
         num_beams: int = 4,
         temperature: float = 0.7,
@@ -60,7 +61,8 @@ class Generator(LazyModel):
         self.device = device
         self.dtype = dtype
         self.prompt_template = check_template(prompt_template) if prompt_template else None
-        self.defaults = DecodeOptions(max_new_tokens, decoding, num_beams, temperature, top_p, tuple(stop))
+        self.defaults = DecodeOptions().updated(dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, decoding=decoding,
+                                                     num_beams=num_beams, temperature=temperature, top_p=top_p, stop=tuple(stop)))
         self.use_chat_template = use_chat_template
         self._model = None if isinstance(model, (str, Path)) else model
         self._tokenizer = tokenizer
@@ -74,6 +76,7 @@ class Generator(LazyModel):
         """The generator ``cfg`` describes, on the backend it names (``overrides`` win; a CTranslate2 export
         given as the model runs on that backend)."""
         kw = dict(device=cfg.device, dtype=cfg.dtype, prompt_template=cfg.prompt_template, max_new_tokens=cfg.max_new_tokens,
+                  min_new_tokens=cfg.min_new_tokens,
                   decoding=cfg.decoding, num_beams=cfg.num_beams, temperature=cfg.temperature, top_p=cfg.top_p, stop=tuple(cfg.stop),
                   backend=cfg.backend, compute_type=cfg.compute_type)
         kw.update({k: v for k, v in overrides.items() if v is not None})
@@ -233,6 +236,8 @@ class Generator(LazyModel):
 
     def _generate_kwargs(self, o: DecodeOptions) -> dict[str, Any]:
         kw: dict[str, Any] = dict(max_new_tokens=o.max_new_tokens, pad_token_id=self.pad_token_id, eos_token_id=self.eos_token_ids)
+        if o.min_new_tokens:
+            kw["min_new_tokens"] = o.min_new_tokens
         if o.decoding == "greedy":
             kw.update(do_sample=False, num_beams=1)
         elif o.decoding == "beam":

@@ -29,6 +29,8 @@ class DecodeOptions:
     stop: tuple[str, ...] = ()
     num_return_sequences: int = 1
     length_penalty: float = 1.0
+    # eos cannot end an answer before this many new tokens: beam search otherwise prefers short replies
+    min_new_tokens: int = 0
 
     def updated(self, overrides: dict[str, Any]) -> "DecodeOptions":
         """These options with ``overrides`` applied (None leaves a value); unknown names are a TypeError."""
@@ -39,6 +41,9 @@ class DecodeOptions:
         d["stop"] = tuple(d["stop"])
         if d["decoding"] not in ("greedy", "beam", "sample"):
             raise RagtuneError(f"unknown decoding {d['decoding']!r}; use greedy, beam or sample")
+        if d["min_new_tokens"] < 0:
+            raise RagtuneError(f"min_new_tokens must be 0 or more, not {d['min_new_tokens']}")
+        d["min_new_tokens"] = min(d["min_new_tokens"], d["max_new_tokens"])  # a call's shorter limit wins
         return DecodeOptions(**d)
 
 

@@ -40,12 +40,14 @@ def beam_search(
     eos_token_ids: Sequence[int],
     length_penalty: float = 1.0,
     num_return: int = 1,
+    min_new_tokens: int = 0,
 ) -> list[list[Hypothesis]]:
     """Beam search over ``step``; per batch row, the ``num_return`` best hypotheses, best first.
 
     As in transformers: 2N candidates per step so that N beams stay alive after some end in eos; a finished
     hypothesis is kept only when it ranks among the top N; a row stops once N hypotheses finished and no live
-    beam can still beat the worst of them. Greedy decoding is ``num_beams=1``.
+    beam can still beat the worst of them. Greedy decoding is ``num_beams=1``. Before ``min_new_tokens`` tokens,
+    eos is not a candidate.
     """
     B, N = batch_size, num_beams
     eos = set(int(e) for e in eos_token_ids)
@@ -64,6 +66,8 @@ def beam_search(
     for t in range(max_new_tokens):
         logp = step(tokens, origin).float().cpu()
         V = logp.shape[-1]
+        if t < min_new_tokens:
+            logp[:, [e for e in eos if e < V]] = NEG_INF
         cand = (scores[..., None] + logp.view(B, N, V)).view(B, N * V)
         top_s, top_i = cand.topk(min(2 * N, N * V), dim=-1)
         new_scores = torch.full((B, N), NEG_INF)
@@ -146,11 +150,12 @@ def rag_token_decode(
     num_beams: int = 1,
     max_new_tokens: int = 64,
     length_penalty: float = 1.0,
+    min_new_tokens: int = 0,
 ) -> list[Hypothesis]:
     """The best RAG-Token hypothesis per question; ``prompts[b]`` holds the K single-passage prompts of question b."""
     step = MixtureStep(generator, prompts, doc_logp, num_beams)
     best = beam_search(step, doc_logp.shape[0], num_beams=num_beams, max_new_tokens=max_new_tokens,
-                       eos_token_ids=generator.eos_token_ids, length_penalty=length_penalty)
+                       eos_token_ids=generator.eos_token_ids, length_penalty=length_penalty, min_new_tokens=min_new_tokens)
     return [h[0] if h else Hypothesis([], NEG_INF, NEG_INF) for h in best]
 
 

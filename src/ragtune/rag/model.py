@@ -232,7 +232,8 @@ class RAG:
         out: list[str | None] = [None] * len(messages)
         if todo:
             prompts = [self.generator.build_prompt(messages[i], (), histories[i], REWRITE_TEMPLATE) for i in todo]
-            for i, g in zip(todo, self.generator.generate(prompts, decoding="greedy", max_new_tokens=48)):
+            for i, g in zip(todo, self.generator.generate(prompts, decoding="greedy", max_new_tokens=48,
+                                                           min_new_tokens=0)):
                 line = g.text.strip().split("\n")[0].strip()
                 out[i] = line or None
         return out
@@ -366,7 +367,8 @@ class RAG:
             if opts.decoding == "sample":
                 raise RagtuneError("rag-token decoding is beam search (greedy = 1 beam); use --decoding greedy or beam")
             hyps = rag_token_decode(self.generator, single, doc_logp, num_beams=opts.num_beams if opts.decoding == "beam" else 1,
-                                    max_new_tokens=opts.max_new_tokens, length_penalty=opts.length_penalty)
+                                    max_new_tokens=opts.max_new_tokens, length_penalty=opts.length_penalty,
+                                    min_new_tokens=opts.min_new_tokens)
             answers = [self.generator.decode(h.tokens, opts.stop) for h in hyps]
             logprobs = [h.logprob for h in hyps]
         if mode != "path":
