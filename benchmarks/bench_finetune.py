@@ -27,6 +27,7 @@ import dataclasses
 import json
 import platform
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -228,6 +229,8 @@ def main() -> None:
     ap.add_argument("--skip-before", action="store_true", help="train without the before evaluation (run --before-only apart)")
     ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--schedule-steps", type=int, default=0,
+                    help="the LR schedule's horizon; 0: measured on 3 probe steps, then the run resumes from their checkpoint")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     ap.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--lean-compare", action="store_true", help="bench_train_lean.py: fp32 vs bf16, +-checkpointing")
@@ -325,21 +328,35 @@ def main() -> None:
                          gradient_checkpointing={"on": True, "off": False}.get(args.checkpointing, "auto"))
     res.update(precision=args.precision, gradient_checkpointing=args.checkpointing)
     seed_everything(cfg.seed)  # LoRA's adapters are initialised from the global RNG
+    shutil.rmtree(WORK / "finetune_out", ignore_errors=True)  # metrics.jsonl of this run only
     trainer = Trainer(rag, train_rows, None, cfg, WORK / "finetune_out", progress=False)
-    # The schedule decays over the steps the time budget should allow, measured on the first few steps.
-    probe = trainer.train(stop_after=3)
-    per_step = probe.seconds / max(probe.steps, 1)
     budget = args.train_minutes * 60
-    total = max(probe.steps + 1, int((budget) / per_step))
-    log(f"~{per_step:.1f} s/step -> schedule over {total} steps ({total * args.batch_size} examples)")
-    trainer.cfg = cfg.model_copy(update={"max_steps": total})  # same Trainer: LoRA is applied once
-    result = trainer.train(resume=True, max_seconds=max(budget - probe.seconds, 1.0))
-    seconds = probe.seconds + result.seconds
+    if args.schedule_steps:
+        # the horizon given: one uninterrupted run, no probe checkpoint to write and load back (+0.3 GB of RSS)
+        trainer.cfg = cfg.model_copy(update={"max_steps": args.schedule_steps})
+        log(f"schedule over {args.schedule_steps} steps, {budget / 60:.0f} minutes at most")
+        probe, result = None, trainer.train(max_seconds=budget)
+        seconds = result.seconds
+    else:
+        # The schedule decays over the steps the time budget should allow, measured on the first few steps.
+        probe = trainer.train(stop_after=3)
+        per_step = probe.seconds / max(probe.steps, 1)
+        total = max(probe.steps + 1, int((budget) / per_step))
+        log(f"~{per_step:.1f} s/step -> schedule over {total} steps ({total * args.batch_size} examples)")
+        trainer.cfg = cfg.model_copy(update={"max_steps": total})  # same Trainer: LoRA is applied once
+        result = trainer.train(resume=True, max_seconds=max(budget - probe.seconds, 1.0))
+        seconds = probe.seconds + result.seconds
     steps = result.steps
+    res["schedule_steps"] = trainer.cfg.max_steps
+    # the process's peak after each step (the trainer's log), to see which step raised it
+    trail = [json.loads(line) for line in (WORK / "finetune_out" / "metrics.jsonl").read_text().splitlines()]
+    trail = [(r["step"], r["peak_rss_mb"]) for r in trail if "peak_rss_mb" in r]
+    res["peak_rss_mb_rises"] = [[s, round(m)] for i, (s, m) in enumerate(trail) if i == 0 or m > trail[i - 1][1]]
+    res["peak_rss_mb_last_step"] = round(trail[-1][1]) if trail else None
     res.update({"train_minutes": seconds / 60, "train_minutes_budget": args.train_minutes, "train_steps": steps,
                 "train_examples": steps * args.batch_size, "train_epochs": steps * args.batch_size / len(train_rows),
                 "train_examples_per_s": steps * args.batch_size / seconds, "peak_rss_mb": peak_rss_mb(),
-                "loss_first": (probe.losses or [None])[0], "loss_last_50_mean": float(np.mean(result.losses[-50:])) if result.losses else None})
+                "loss_first": ((probe or result).losses or [None])[0], "loss_last_50_mean": float(np.mean(result.losses[-50:])) if result.losses else None})
     log(f"trained {steps} steps in {seconds / 60:.1f} min; {res['train_examples_per_s']:.2f} ex/s; peak RSS {res['peak_rss_mb']:.0f} MB")
     save()
 
