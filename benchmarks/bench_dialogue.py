@@ -22,7 +22,12 @@ Rows:
     python benchmarks/bench_dialogue.py --replies-only --max-new-tokens 128 --merge   # the kept model, replies again
 
 The index and the trained models stay in ``benchmarks/.work/dialogue/`` (replaced by the next run), so replies can
-be measured again under other decoding settings without training again.
+be measured again under other decoding settings without training again: ``--decoding beam --min-new-tokens N``,
+``--backend ctranslate2``; ``--gen-start S`` replies to test responses S.. instead (a slice apart from the reported
+first ``--gen-n``, to choose settings on), and ``--section NAME`` files them under NAME, keeping ``replies_after``:
+
+    python benchmarks/bench_dialogue.py --replies-only --merge --gen-n 30 --gen-start 120 --max-new-tokens 128 \
+        --prompt-exchanges 1 --backend ctranslate2 --decoding beam --min-new-tokens 36 --section tune_ct2_beam_min36
 """
 from __future__ import annotations
 
@@ -84,6 +89,7 @@ def paper_scores(replies, refs) -> dict:
     """BLEU-1..4 and Distinct-1/2 as the KdConv code computes them: jieba words, corpus BLEU, smoothing method 3;
     distinct over the whole set, skipping each reply's last n-gram as its loop does."""
     import jieba
+    import numpy as np
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
     hyp = [jieba.lcut(h) for h in replies]
@@ -91,6 +97,13 @@ def paper_scores(replies, refs) -> dict:
     smooth = SmoothingFunction().method3
     out = {f"bleu{n}": round(100 * corpus_bleu(ref, hyp, weights=tuple([1 / n] * n), smoothing_function=smooth), 2)
            for n in (1, 2, 3, 4)}
+    # how far BLEU-4 of these responses is from the test set's: resample the responses (1,000 bootstrap sets)
+    rng = np.random.default_rng(0)
+    boot = []
+    for _ in range(1000):
+        idx = rng.integers(0, len(hyp), len(hyp))
+        boot.append(100 * corpus_bleu([ref[i] for i in idx], [hyp[i] for i in idx], smoothing_function=smooth))
+    out["bleu4_bootstrap_95"] = [round(float(x), 2) for x in np.percentile(boot, [2.5, 97.5])]
     # replies shorter than the references pay BLEU's brevity penalty exp(1 - ref/hyp) on every order
     words, ref_words = sum(len(h) for h in hyp), sum(len(r[0]) for r in ref)
     out["length_ratio"] = round(words / max(ref_words, 1), 3)
@@ -111,7 +124,8 @@ def replies(rag, examples, args) -> dict:
     out = {name: pct(d[name]) for name in ("knowledge_recall@1", "bleu1", "bleu4", "f1", "distinct1", "distinct2", "value_rate")}
     out |= {"paper_metrics": paper_scores(got, [e.response for e in examples]), "n": r.n,
             "seconds_per_turn": round(d["seconds_per_turn"], 2), "samples": [{"message": e.message, "reference": e.response,
-                                                                             "reply": g} for e, g in list(zip(examples, got))[:5]]}
+                                                                             "reply": g} for e, g in list(zip(examples, got))[:5]],
+            "replies": got}
     return out
 
 
