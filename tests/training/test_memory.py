@@ -110,6 +110,21 @@ def test_kernel_cache_is_bounded_unless_the_user_chose(monkeypatch):
     assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
 
 
+@pytest.mark.parametrize("user", [None, "5"])
+def test_importing_training_bounds_the_kernel_cache_first(user):
+    """oneDNN reads the variable at its first kernel, which encoding builds before any Trainer exists."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in memory.KERNEL_CACHE_ENVS}
+    if user:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = user
+    code = "import os, ragtune.training; print(os.environ.get('ONEDNN_PRIMITIVE_CACHE_CAPACITY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == (user or "128")
+
+
 def test_trainer_bounds_the_kernel_cache_as_it_is_built(small_world, tmp_path, monkeypatch):
     import os
 

@@ -66,8 +66,9 @@ def bound_kernel_cache() -> str:
     shapes every step, so RSS between steps grew for a dozen steps and settled near 2.06 GB in the reference LoRA
     run (bench_train_lean.py, 40 steps), against 1.78 GB at 128, at the same step time; with no cache at all
     steps took 1.4x as long. The step's peak is set by its largest forward pass (``max_pass_tokens``), not by
-    this. oneDNN reads the variable when it builds its first kernel, so this must run before the first bf16 op
-    of the process (the Trainer calls it as it is built); after that it changes nothing."""
+    this. oneDNN reads the variable when it builds its first kernel (MiniLM's fp32 GELU is one), so this must run
+    before any model runs; after that it changes nothing. Importing ``ragtune.training`` calls it, and the
+    Trainer again as it is built."""
     for name in KERNEL_CACHE_ENVS:
         if name in os.environ:
             return os.environ[name]
