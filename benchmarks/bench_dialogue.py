@@ -23,8 +23,9 @@ Rows:
 
 The index and the trained models stay in ``benchmarks/.work/dialogue/`` (replaced by the next run), so replies can
 be measured again under other decoding settings without training again: ``--decoding beam --min-new-tokens N``,
-``--backend ctranslate2``; ``--gen-start S`` replies to test responses S.. instead (a slice apart from the reported
-first ``--gen-n``, to choose settings on), and ``--section NAME`` files them under NAME, keeping ``replies_after``:
+``--backend ctranslate2``; ``--gen-start S`` replies to test responses S.. instead (apart from the reported replies
+when S is at or after the reported run's ``--gen-n``: a slice to choose settings on), filed under ``--section NAME``
+(required with ``--gen-start``), so ``replies_after`` stays:
 
     python benchmarks/bench_dialogue.py --replies-only --merge --gen-n 30 --gen-start 120 --max-new-tokens 128 \
         --prompt-exchanges 1 --backend ctranslate2 --decoding beam --min-new-tokens 36 --section tune_ct2_beam_min36
@@ -228,6 +229,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.replies_only and not (args.merge and args.out.exists()):
         ap.error("--replies-only adds replies to an earlier run's results: give --merge and an existing --out")
+    if not args.replies_only and (args.gen_start or args.section != "replies_after" or args.backend != "torch"):
+        ap.error("--gen-start, --section and --backend are for --replies-only")
+    if args.gen_start and args.section == "replies_after":
+        ap.error("--gen-start replies to other responses than the reported ones: file them under --section NAME")
     if args.prompt_exchanges is not None:
         PROMPT_EXCHANGES["prompt_exchanges"] = args.prompt_exchanges
 
@@ -314,6 +319,8 @@ def finish(res: dict, args) -> None:
         old = json.loads(args.out.read_text(encoding="utf-8"))
         for section in ("retrieval_end_to_end", "replies_after"):
             old.get(section, {}).clear()
+        # replies measured with --replies-only (they name their first response) are of the model trained before
+        old = {k: v for k, v in old.items() if not (isinstance(v, dict) and "first_test_response" in v)}
         kept = [f"{k}.{r}" for k, v in res.items() if isinstance(v, dict) and isinstance(old.get(k), dict)
                 for r in old[k] if r not in v] + [k for k in old if k not in res and k not in SUMMARY]
         res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}

@@ -229,6 +229,8 @@ def main() -> None:
     ap.add_argument("--skip-before", action="store_true", help="train without the before evaluation (run --before-only apart)")
     ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-dir", type=Path, default=WORK / "finetune_out",
+                    help="where the trained model and metrics.jsonl go (replaced); --after-only reads it")
     ap.add_argument("--schedule-steps", type=int, default=0,
                     help="the LR schedule's horizon; 0: measured on 3 probe steps, then the run resumes from their checkpoint")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
@@ -287,7 +289,7 @@ def main() -> None:
     if args.after_only:
         from ragtune.rag.trained import apply_trained_retriever
 
-        trained = WORK / "finetune_out"
+        trained = args.train_dir
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
         apply_trained_retriever(retriever, trained)
         evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
@@ -328,8 +330,11 @@ def main() -> None:
                          gradient_checkpointing={"on": True, "off": False}.get(args.checkpointing, "auto"))
     res.update(precision=args.precision, gradient_checkpointing=args.checkpointing)
     seed_everything(cfg.seed)  # LoRA's adapters are initialised from the global RNG
-    shutil.rmtree(WORK / "finetune_out", ignore_errors=True)  # metrics.jsonl of this run only
-    trainer = Trainer(rag, train_rows, None, cfg, WORK / "finetune_out", progress=False)
+    if args.train_dir.exists():  # metrics.jsonl of this run only; never a directory a run did not write
+        if not ((args.train_dir / "metrics.jsonl").exists() or (args.train_dir / "checkpoint").exists()):
+            sys.exit(f"--train-dir {args.train_dir} exists and holds no training run: not replacing it")
+        shutil.rmtree(args.train_dir)
+    trainer = Trainer(rag, train_rows, None, cfg, args.train_dir, progress=False)
     budget = args.train_minutes * 60
     if args.schedule_steps:
         # the horizon given: one uninterrupted run, no probe checkpoint to write and load back (+0.3 GB of RSS)
@@ -349,7 +354,7 @@ def main() -> None:
     steps = result.steps
     res["schedule_steps"] = trainer.cfg.max_steps
     # the process's peak after each step (the trainer's log), to see which step raised it
-    trail = [json.loads(line) for line in (WORK / "finetune_out" / "metrics.jsonl").read_text().splitlines()]
+    trail = [json.loads(line) for line in (args.train_dir / "metrics.jsonl").read_text().splitlines()]
     trail = [(r["step"], r["peak_rss_mb"]) for r in trail if "peak_rss_mb" in r]
     res["peak_rss_mb_rises"] = [[s, round(m)] for i, (s, m) in enumerate(trail) if i == 0 or m > trail[i - 1][1]]
     res["peak_rss_mb_last_step"] = round(trail[-1][1]) if trail else None

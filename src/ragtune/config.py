@@ -83,7 +83,7 @@ class RerankConfig(Section):
 class GeneratorConfig(Section):
     model: str = "smollm2-135m-instruct"
     max_new_tokens: int = 64
-    min_new_tokens: int = 0  # eos cannot end an answer before this many tokens
+    min_new_tokens: int = Field(0, ge=0)  # eos cannot end an answer before this many tokens (a stop string still can)
     decoding: Literal["greedy", "beam", "sample"] = "greedy"
     num_beams: int = 4
     temperature: float = 0.7

@@ -167,10 +167,14 @@ def test_chat_template_is_applied(tmp_path):
 
 
 def test_save_load_roundtrip(tmp_path):
-    g = Generator(str(tiny_causal_lm(tmp_path / "m")), max_new_tokens=4, stop=["\n"], prompt_template="{passages}Q: {question}\nA:")
+    g = Generator(str(tiny_causal_lm(tmp_path / "m")), max_new_tokens=4, min_new_tokens=6, stop=["\n"],
+                  prompt_template="{passages}Q: {question}\nA:")
     g.save(tmp_path / "saved")
     h = Generator.load(tmp_path / "saved")
     assert h.defaults.max_new_tokens == 4 and h.defaults.stop == ("\n",) and h.prompt_template == g.prompt_template
+    # the minimum is kept as configured: a call with room for it gets it, one with less room gets its own maximum
+    assert h.defaults.min_new_tokens == 6
+    assert h.options({"max_new_tokens": 8}).min_new_tokens == 6 and h.options({}).min_new_tokens == 4
     assert h.generate(["q"])[0].token_ids == g.generate(["q"])[0].token_ids
 
 

@@ -61,8 +61,9 @@ class Generator(LazyModel):
         self.device = device
         self.dtype = dtype
         self.prompt_template = check_template(prompt_template) if prompt_template else None
-        self.defaults = DecodeOptions().updated(dict(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, decoding=decoding,
-                                                     num_beams=num_beams, temperature=temperature, top_p=top_p, stop=tuple(stop)))
+        # kept as given: a call's own max_new_tokens caps min_new_tokens for that call only (DecodeOptions.updated)
+        self.defaults = DecodeOptions(max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, decoding=decoding,
+                                      num_beams=num_beams, temperature=temperature, top_p=top_p, stop=tuple(stop))
         self.use_chat_template = use_chat_template
         self._model = None if isinstance(model, (str, Path)) else model
         self._tokenizer = tokenizer

@@ -29,7 +29,8 @@ class DecodeOptions:
     stop: tuple[str, ...] = ()
     num_return_sequences: int = 1
     length_penalty: float = 1.0
-    # eos cannot end an answer before this many new tokens: beam search otherwise prefers short replies
+    # eos cannot end an answer before this many new tokens (a stop string still can): beam search otherwise
+    # prefers short replies
     min_new_tokens: int = 0
 
     def updated(self, overrides: dict[str, Any]) -> "DecodeOptions":

@@ -67,7 +67,7 @@ def beam_search(
         logp = step(tokens, origin).float().cpu()
         V = logp.shape[-1]
         if t < min_new_tokens:
-            logp[:, [e for e in eos if e < V]] = NEG_INF
+            logp = logp.index_fill(-1, torch.tensor([e for e in eos if e < V], dtype=torch.long), NEG_INF)
         cand = (scores[..., None] + logp.view(B, N, V)).view(B, N * V)
         top_s, top_i = cand.topk(min(2 * N, N * V), dim=-1)
         new_scores = torch.full((B, N), NEG_INF)

@@ -13,8 +13,8 @@ The losses are ``objectives.Objective``'s, computed through the RAG model. When 
 the whole index is re-encoded every ``reindex_every`` steps so retrieval follows the new encoder; the
 checkpoint then keeps the live index and the saved model an index encoded by the final document encoder.
 
-Building a Trainer leaves the process as it was, but for one environment variable: it caps oneDNN's kernel cache
-(``memory.bound_kernel_cache``) unless the user set it. The caller seeds the RNGs (``checkpoint.seed_everything``,
+Building a Trainer leaves the process as it was. (Importing ``ragtune.training`` sets one environment variable,
+inherited by child processes: it caps oneDNN's kernel cache, ``memory.bound_kernel_cache``, unless the user set it.) The caller seeds the RNGs (``checkpoint.seed_everything``,
 which LoRA's initialisation draws from) and passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Trainer:
         if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
         self._index_stale = False  # True once the document encoder has changed since the index was encoded
-        memory.bound_kernel_cache()  # before the first bf16 op builds a kernel
+        memory.bound_kernel_cache()  # done when ragtune.training was imported; here for a process that unset it since
         self._setup_modules()
         self.checkpointing = memory.apply(self.modules, config)  # {module: gradient checkpointing on}
         self.objective = Objective(rag, config, self.encoder, self.doc_encoder, negatives)
