@@ -1,6 +1,7 @@
 """RSS between training steps, and each step's own peak, over the first N batches of the 60-minute SQuAD run
 (``Trainer.step_examples`` of its configuration: seed 0, batch 4, k 2, LoRA, bf16 + checkpointing), under whatever
-allocator and oneDNN environment the process is started with. Says whether a long run's memory grows between
+allocator and oneDNN environment the process is started with (without one, the kernel cache bound that importing
+``ragtune.training`` sets). Says whether a long run's memory grows between
 steps (a cache, the allocator) or within them (a batch's activations).
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/probe_step_memory.py default --steps 12
@@ -22,8 +23,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train_lean as lean  # noqa: E402
 from shared_data import reset_peak, rss_mb, update_results  # noqa: E402
 
-from ragtune.training import memory  # noqa: E402
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -31,7 +30,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--out", type=Path, default=lean.OUT)
     args = ap.parse_args()
-    memory.bound_kernel_cache()  # as the Trainer does (an environment variable given here wins)
     tr, _, opt = lean.load("bf16+ckpt", argparse.Namespace(threads=1, k=2, batch_size=4, generator_dtype="float32"))
     # the 60-minute run's schedule, so step_examples gives its batches
     tr.cfg = tr.cfg.model_copy(update={"max_steps": 164, "lr": 1e-3, "epochs": 1.0, "warmup_ratio": 0.05})

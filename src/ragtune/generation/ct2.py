@@ -154,8 +154,8 @@ class CT2Generator(Generator):
             dict(sampling_topk=0, sampling_topp=o.top_p, sampling_temperature=o.temperature)
         for members in same_length_groups(rows):
             self.model.generate_batch(self._tokens([rows[i] for i in members]), max_length=o.max_new_tokens,
-                                      min_length=o.min_new_tokens, include_prompt_in_result=False, end_token=self.eos_token_ids, return_end_token=True,
-                                      return_scores=True, callback=stepper(members), **sampling)
+                                      min_length=o.min_new_tokens, include_prompt_in_result=False, end_token=self.eos_token_ids,
+                                      return_end_token=True, return_scores=True, callback=stepper(members), **sampling)
         if streamer is not None:
             streamer.end()
         if o.decoding == "sample" or o.min_new_tokens:
@@ -168,8 +168,8 @@ class CT2Generator(Generator):
         found: list[list[list[int]]] = [[] for _ in p_ids]
         for members in same_length_groups(p_ids):
             results = self.model.generate_batch(self._tokens([p_ids[i] for i in members]), max_length=o.max_new_tokens,
-                                                min_length=o.min_new_tokens, include_prompt_in_result=False, end_token=self.eos_token_ids,
-                                                return_end_token=True, beam_size=max(o.num_beams, n), num_hypotheses=n,
+                                                min_length=o.min_new_tokens, include_prompt_in_result=False,
+                                                end_token=self.eos_token_ids, return_end_token=True, beam_size=max(o.num_beams, n), num_hypotheses=n,
                                                 length_penalty=o.length_penalty)
             for i, r in zip(members, results):
                 found[i] = [list(r.sequences_ids[h]) for h in range(n)]

@@ -14,8 +14,9 @@ the whole index is re-encoded every ``reindex_every`` steps so retrieval follows
 checkpoint then keeps the live index and the saved model an index encoded by the final document encoder.
 
 Building a Trainer leaves the process as it was. (Importing ``ragtune.training`` sets one environment variable,
-inherited by child processes: it caps oneDNN's kernel cache, ``memory.bound_kernel_cache``, unless the user set it.) The caller seeds the RNGs (``checkpoint.seed_everything``,
-which LoRA's initialisation draws from) and passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
+inherited by child processes: it caps oneDNN's kernel cache, ``memory.bound_kernel_cache``, unless the user set
+it.) The caller seeds the RNGs (``checkpoint.seed_everything``, which LoRA's initialisation draws from) and
+passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
 """
 from __future__ import annotations
 
