@@ -60,7 +60,8 @@ ANCHORS = {
 
 
 # the headline numbers, computed from the sections (after a --merge, from the merged ones)
-SUMMARY = ("recall1_last_turn", "recall1_history", "recall1_last_turn_after", "recall1_after", "bleu4_after", "f1_after",
+SUMMARY = ("recall1_last_turn", "recall1_history", "recall1_last_turn_after", "recall1_after", "recall1_after_dense_only",
+           "bleu4_after", "f1_after",
            "paper_bleu4_after", "from_earlier_run")
 
 
@@ -171,6 +172,33 @@ def no_knowledge(rag, dev_all, test_all) -> dict:
             "test_turns_with_knowledge": int(test_need.sum())}
 
 
+SPARSE_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
+
+
+def path_settings(rag):
+    """The path retriever's search settings (``kg.paths.SearchSettings``)."""
+    return rag.retriever.settings
+
+
+def tune_sparse(rag, dev, test, index: Path) -> dict:
+    """Pick ``w_sparse`` (the weight of the relation names' overlap with the turn's query in f(q, z)) on dev by
+    history Recall@1, record it with the index's graph (so every later search, training included, uses it), and
+    measure test Recall@1/5 with it."""
+    import dataclasses
+
+    from ragtune.kg.ingest import update_triples
+
+    ret = rag.retriever
+    dev_r1 = {}
+    for w in SPARSE_GRID:
+        ret.settings = dataclasses.replace(ret.settings, w_sparse=w)
+        dev_r1[str(w)] = recall(rag, dev, "history")["recall1"]
+    best = max(SPARSE_GRID, key=lambda w: (dev_r1[str(w)], -w))
+    ret.settings = dataclasses.replace(ret.settings, w_sparse=best)
+    update_triples(index, [KDCONV / "kb_travel.json"], search={"w_sparse": best})
+    return {"chosen": best, "dev_recall1": dev_r1, "test": {q: recall(rag, test, q) for q in ("last-turn", "history")}}
+
+
 def train_retriever(index: Path, rows: Path, out: Path, args):
     from ragtune.config import Config
     from ragtune.training.run import fine_tune
@@ -225,12 +253,15 @@ def main() -> None:
     ap.add_argument("--merge", action="store_true", help="Update --out's JSON instead of replacing it.")
     ap.add_argument("--replies-only", action="store_true",
                     help="Only the replies of the end-to-end model the last run kept in benchmarks/.work/dialogue (with --merge).")
+    ap.add_argument("--tune-sparse", action="store_true",
+                    help="With --replies-only: choose the kept model's w_sparse on dev first (see tune_sparse).")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     if args.replies_only and not (args.merge and args.out.exists()):
         ap.error("--replies-only adds replies to an earlier run's results: give --merge and an existing --out")
-    if not args.replies_only and (args.gen_start or args.section != "replies_after" or args.backend != "torch"):
-        ap.error("--gen-start, --section and --backend are for --replies-only")
+    if not args.replies_only and (args.gen_start or args.section != "replies_after" or args.backend != "torch"
+                                  or args.tune_sparse):
+        ap.error("--gen-start, --section, --backend and --tune-sparse are for --replies-only")
     if args.gen_start and args.section == "replies_after":
         ap.error("--gen-start replies to other responses than the reported ones: file them under --section NAME")
     if args.prompt_exchanges is not None:
@@ -256,11 +287,20 @@ def main() -> None:
             sys.exit(f"{work} holds no end-to-end model trained for {manifest} (it holds {kept}); run the benchmark first")
         # the kept model measured again: only its replies change (and say which command made them)
         rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k, backend=args.backend)
+        if args.tune_sparse:  # the kept model's relation-name weight, chosen on dev (replies follow only with --gen-n)
+            tuned = {"sparse_weight": tune_sparse(rag, dev, test, work / "kb") | {
+                "model": "the kept end-to-end model", "command": res["command"]}}
+            print("sparse weight:", json.dumps(tuned), flush=True)
+            if not args.gen_n:
+                return finish(tuned, args)
+        else:
+            tuned = {}
         got = replies(rag, test[args.gen_start: args.gen_start + args.gen_n], args) | {
+            "w_sparse": path_settings(rag).w_sparse,
             "max_new_tokens": args.max_new_tokens, "command": res["command"], "backend": args.backend,
             "decoding": decoding_options(args), "first_test_response": args.gen_start}
         print(f"{args.section}:", json.dumps(got, ensure_ascii=False), flush=True)
-        return finish({args.section: got}, args)
+        return finish(tuned | {args.section: got}, args)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     (work / "run.json").write_text(json.dumps(manifest | {"command": res["command"]}))
@@ -287,6 +327,8 @@ def main() -> None:
     after = {q: recall(rag, test, q) for q in ("last-turn", "history")}
     print("after retriever training:", json.dumps(after), flush=True)
     res["retrieval_after"] = after
+    res["sparse_weight"] = tune_sparse(rag, dev, test, index) | {"model": "the contrastive path scorer"}
+    print("sparse weight:", json.dumps(res["sparse_weight"]), flush=True)
     res["no_knowledge"] = no_knowledge(rag, dev_all, test_all)
     print("no knowledge:", json.dumps(res["no_knowledge"]), flush=True)
 
@@ -328,7 +370,9 @@ def finish(res: dict, args) -> None:
     before, after_gen = res["retrieval_before"], res.get("replies_after", {})
     res |= {"recall1_last_turn": before["last-turn"]["recall1"], "recall1_history": before["history"]["recall1"],
             "recall1_last_turn_after": res["retrieval_after"]["last-turn"]["recall1"],
-            "recall1_after": res["retrieval_after"]["history"]["recall1"],
+            # after fine-tuning: the path scorer with the relation-name weight chosen on dev, when one was chosen
+            "recall1_after": (res.get("sparse_weight") or {}).get("test", res["retrieval_after"])["history"]["recall1"],
+            "recall1_after_dense_only": res["retrieval_after"]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
             "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4")}
     args.out.parent.mkdir(parents=True, exist_ok=True)

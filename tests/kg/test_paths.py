@@ -24,6 +24,12 @@ def test_pure_scores_by_hand():
     assert sparse_overlap(q, [["nationality"], ["inverse", "nationality"]]) == pytest.approx(1 / 2 + 0.1)  # one relation twice
     assert sparse_overlap(q, [["spouse"], ["place", "of", "birth"]]) == pytest.approx(1 / 2 + 0.1)
     assert sparse_overlap({"x"}, [["inverse", "spouse"]]) == 0.0 and sparse_overlap(q, []) == 0.0
+    # a relation named in part counts its share: "birth" is one of place/birth ("of" ignored)
+    assert sparse_overlap(q | {"birth"}, [["place", "of", "birth"]]) == pytest.approx(1 / 2 + 0.1 * 1 / 2)
+    # Chinese, unit by unit: 能游玩多长时间 holds 4 of 建议游玩时间's 6 characters and 2 of 开放时间's 4
+    cq = set("能游玩多长时间")
+    assert sparse_overlap(cq, [list("建议游玩时间")]) == pytest.approx(4 / 6 + 0.1 * 4 / 6)
+    assert sparse_overlap(cq, [list("开放时间")]) == pytest.approx(2 / 4 + 0.1 * 2 / 4)
     got = score_chains(np.array([0.5, -0.2]), np.array([1.0, 0.0]), np.array([0.9, 0.7]), w_sparse=2.0, w_link=1.0)
     assert got.tolist() == pytest.approx([0.5 + 2.0 + 0.9, -0.2 + 0.0 + 0.7])
 
