@@ -61,7 +61,7 @@ ANCHORS = {
 
 # the headline numbers, computed from the sections (after a --merge, from the merged ones)
 SUMMARY = ("recall1_last_turn", "recall1_history", "recall1_last_turn_after", "recall1_after", "recall1_after_dense_only",
-           "bleu4_after", "f1_after",
+           "bleu4_after", "f1_after", "paper_bleu4_after_pooled",
            "paper_bleu4_after", "from_earlier_run")
 
 
@@ -129,6 +129,30 @@ def replies(rag, examples, args) -> dict:
                                                                              "reply": g} for e, g in list(zip(examples, got))[:5]],
             "replies": got}
     return out
+
+
+def pooled(res: dict, sections: list[str], test) -> dict:
+    """The paper's metrics and character F1 over the replies of several ``--replies-only`` sections at once (one
+    model, one decoding, disjoint test slices): a larger sample of the test set than any one of them."""
+    from ragtune.evaluation.dialogue_metrics import char_f1, contains_value
+
+    settings = {json.dumps([res[s].get(k) for k in ("decoding", "backend", "w_sparse", "max_new_tokens")]) for s in sections}
+    if len(settings) != 1:
+        sys.exit(f"--pool: {', '.join(sections)} were not decoded alike ({settings})")
+    got, seen = [], set()
+    for s in sections:
+        first = res[s]["first_test_response"]
+        idx = range(first, first + len(res[s]["replies"]))
+        if seen & set(idx):
+            sys.exit(f"--pool: {s} overlaps the test responses of an earlier section")
+        seen |= set(idx)
+        got += [(test[i], r) for i, r in zip(idx, res[s]["replies"])]
+    refs, hyps = [e.response for e, _ in got], [r for _, r in got]
+    n = len(got)
+    return {"sections": sections, "n": n, "paper_metrics": paper_scores(hyps, refs),
+            "f1": pct(sum(char_f1(h, r) for h, r in zip(hyps, refs)) / n),
+            "value_rate": pct(sum(contains_value(h, [o for _, _, o in e.knowledge]) for e, h in got) / n),
+            "knowledge_recall@1": round(sum(res[s]["knowledge_recall@1"] * res[s]["n"] for s in sections) / n, 2)}
 
 
 def decoding_options(args) -> dict:
@@ -255,10 +279,12 @@ def main() -> None:
                     help="Only the replies of the end-to-end model the last run kept in benchmarks/.work/dialogue (with --merge).")
     ap.add_argument("--tune-sparse", action="store_true",
                     help="With --replies-only: choose the kept model's w_sparse on dev first (see tune_sparse).")
+    ap.add_argument("--pool", nargs="+", metavar="SECTION",
+                    help="Only score these --replies-only sections' replies together, into replies_pooled (with --merge).")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    if args.replies_only and not (args.merge and args.out.exists()):
-        ap.error("--replies-only adds replies to an earlier run's results: give --merge and an existing --out")
+    if (args.replies_only or args.pool) and not (args.merge and args.out.exists()):
+        ap.error("--replies-only and --pool add to an earlier run's results: give --merge and an existing --out")
     if not args.replies_only and (args.gen_start or args.section != "replies_after" or args.backend != "torch"
                                   or args.tune_sparse):
         ap.error("--gen-start, --section, --backend and --tune-sparse are for --replies-only")
@@ -278,6 +304,10 @@ def main() -> None:
     res: dict = {"prompt_exchanges": args.prompt_exchanges, "lr": args.lr, "batch_size": args.batch_size,
                  "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
+    if args.pool:
+        got = pooled(json.loads(args.out.read_text(encoding="utf-8")), args.pool, test) | {"command": res["command"]}
+        print("replies_pooled:", json.dumps(got), flush=True)
+        return finish({"replies_pooled": got}, args)
     work = WORK
     # what the kept model was trained for: --replies-only measures it only for the same results file and settings
     manifest = {"out": str(args.out.resolve()), "k": args.k, "prompt_exchanges": args.prompt_exchanges}
@@ -374,7 +404,8 @@ def finish(res: dict, args) -> None:
             "recall1_after": (res.get("sparse_weight") or {}).get("test", res["retrieval_after"])["history"]["recall1"],
             "recall1_after_dense_only": res["retrieval_after"]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
-            "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4")}
+            "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4"),
+            "paper_bleu4_after_pooled": res.get("replies_pooled", {}).get("paper_metrics", {}).get("bleu4")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict)}, ensure_ascii=False))
