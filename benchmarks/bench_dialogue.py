@@ -141,6 +141,8 @@ def pooled(res: dict, sections: list[str], test) -> dict:
         sys.exit(f"--pool: {', '.join(sections)} were not decoded alike ({settings})")
     got, seen = [], set()
     for s in sections:
+        if len(res[s]["replies"]) != res[s]["n"]:
+            sys.exit(f"--pool: {s} keeps {len(res[s]['replies'])} of its {res[s]['n']} replies")
         first = res[s]["first_test_response"]
         idx = range(first, first + len(res[s]["replies"]))
         if seen & set(idx):
@@ -152,7 +154,7 @@ def pooled(res: dict, sections: list[str], test) -> dict:
     return {"sections": sections, "n": n, "paper_metrics": paper_scores(hyps, refs),
             "f1": pct(sum(char_f1(h, r) for h, r in zip(hyps, refs)) / n),
             "value_rate": pct(sum(contains_value(h, [o for _, _, o in e.knowledge]) for e, h in got) / n),
-            "knowledge_recall@1": round(sum(res[s]["knowledge_recall@1"] * res[s]["n"] for s in sections) / n, 2)}
+            "knowledge_recall@1": round(sum(res[s]["knowledge_recall@1"] * len(res[s]["replies"]) for s in sections) / n, 2)}
 
 
 def decoding_options(args) -> dict:
@@ -305,7 +307,11 @@ def main() -> None:
                  "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
     if args.pool:
-        got = pooled(json.loads(args.out.read_text(encoding="utf-8")), args.pool, test) | {"command": res["command"]}
+        kept = json.loads(args.out.read_text(encoding="utf-8"))
+        bad = [s for s in args.pool if not {"replies", "first_test_response"} <= set(kept.get(s, {}))]
+        if bad or args.replies_only:
+            sys.exit(f"--pool takes sections written by --replies-only (with their replies), alone: not {bad or '--replies-only'}")
+        got = pooled(kept, args.pool, test) | {"command": res["command"]}
         print("replies_pooled:", json.dumps(got), flush=True)
         return finish({"replies_pooled": got}, args)
     work = WORK
@@ -317,9 +323,9 @@ def main() -> None:
             sys.exit(f"{work} holds no end-to-end model trained for {manifest} (it holds {kept}); run the benchmark first")
         # the kept model measured again: only its replies change (and say which command made them)
         rag = RAG.from_pretrained(work / "e2e", index_dir=work / "kb", k=args.k, backend=args.backend)
-        if args.tune_sparse:  # the kept model's relation-name weight, chosen on dev (replies follow only with --gen-n)
+        if args.tune_sparse:  # the kept model's relation-name weight, chosen on dev; --gen-n 0: no replies after it
             tuned = {"sparse_weight": tune_sparse(rag, dev, test, work / "kb") | {
-                "model": "the kept end-to-end model", "command": res["command"]}}
+                "model": "the kept end-to-end model", "without": "retrieval_end_to_end", "command": res["command"]}}
             print("sparse weight:", json.dumps(tuned), flush=True)
             if not args.gen_n:
                 return finish(tuned, args)
@@ -357,7 +363,8 @@ def main() -> None:
     after = {q: recall(rag, test, q) for q in ("last-turn", "history")}
     print("after retriever training:", json.dumps(after), flush=True)
     res["retrieval_after"] = after
-    res["sparse_weight"] = tune_sparse(rag, dev, test, index) | {"model": "the contrastive path scorer"}
+    res["sparse_weight"] = tune_sparse(rag, dev, test, index) | {"model": "the contrastive path scorer",
+                                                                 "without": "retrieval_after", "command": res["command"]}
     print("sparse weight:", json.dumps(res["sparse_weight"]), flush=True)
     res["no_knowledge"] = no_knowledge(rag, dev_all, test_all)
     print("no knowledge:", json.dumps(res["no_knowledge"]), flush=True)
@@ -391,6 +398,8 @@ def finish(res: dict, args) -> None:
         old = json.loads(args.out.read_text(encoding="utf-8"))
         for section in ("retrieval_end_to_end", "replies_after"):
             old.get(section, {}).clear()
+        for section in ("sparse_weight", "replies_pooled"):  # of the earlier model too
+            old.pop(section, None)
         # replies measured with --replies-only (they name their first response) are of the model trained before
         old = {k: v for k, v in old.items() if not (isinstance(v, dict) and "first_test_response" in v)}
         kept = [f"{k}.{r}" for k, v in res.items() if isinstance(v, dict) and isinstance(old.get(k), dict)
@@ -400,9 +409,10 @@ def finish(res: dict, args) -> None:
     before, after_gen = res["retrieval_before"], res.get("replies_after", {})
     res |= {"recall1_last_turn": before["last-turn"]["recall1"], "recall1_history": before["history"]["recall1"],
             "recall1_last_turn_after": res["retrieval_after"]["last-turn"]["recall1"],
-            # after fine-tuning: the path scorer with the relation-name weight chosen on dev, when one was chosen
+            # after fine-tuning: the path scorer with the relation-name weight chosen on dev, when one was chosen,
+            # beside the same model's dense score alone
             "recall1_after": (res.get("sparse_weight") or {}).get("test", res["retrieval_after"])["history"]["recall1"],
-            "recall1_after_dense_only": res["retrieval_after"]["history"]["recall1"],
+            "recall1_after_dense_only": res[(res.get("sparse_weight") or {}).get("without", "retrieval_after")]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
             "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4"),
             "paper_bleu4_after_pooled": res.get("replies_pooled", {}).get("paper_metrics", {}).get("bleu4")}
