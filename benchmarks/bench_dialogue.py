@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shared_data import DATASETS  # noqa: E402
 
 KDCONV = DATASETS / "kdconv_travel"
+KB = KDCONV / "kb_travel.json"
 OUT = Path(__file__).resolve().parent / "results" / "dialogue.json"
 WORK = Path(__file__).resolve().parent / ".work" / "dialogue"
 # KdConv (Zhou et al., ACL 2020), travel domain, test set: BLEU-1..4 and Distinct-1..4 in percent (jieba words,
@@ -136,6 +137,9 @@ def pooled(res: dict, sections: list[str], test) -> dict:
     model, one decoding, disjoint test slices): a larger sample of the test set than any one of them."""
     from ragtune.evaluation.dialogue_metrics import char_f1, contains_value
 
+    bad = [s for s in sections if not {"replies", "first_test_response"} <= set(res.get(s, {}))]
+    if bad:
+        sys.exit(f"--pool takes sections written by --replies-only (with their replies): not {bad}")
     settings = {json.dumps([res[s].get(k) for k in ("decoding", "backend", "w_sparse", "max_new_tokens")]) for s in sections}
     if len(settings) != 1:
         sys.exit(f"--pool: {', '.join(sections)} were not decoded alike ({settings})")
@@ -201,11 +205,6 @@ def no_knowledge(rag, dev_all, test_all) -> dict:
 SPARSE_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0)
 
 
-def path_settings(rag):
-    """The path retriever's search settings (``kg.paths.SearchSettings``)."""
-    return rag.retriever.settings
-
-
 def tune_sparse(rag, dev, test, index: Path) -> dict:
     """Pick ``w_sparse`` (the weight of the relation names' overlap with the turn's query in f(q, z)) on dev by
     history Recall@1, record it with the index's graph (so every later search, training included, uses it), and
@@ -221,7 +220,7 @@ def tune_sparse(rag, dev, test, index: Path) -> dict:
         dev_r1[str(w)] = recall(rag, dev, "history")["recall1"]
     best = max(SPARSE_GRID, key=lambda w: (dev_r1[str(w)], -w))
     ret.settings = dataclasses.replace(ret.settings, w_sparse=best)
-    update_triples(index, [KDCONV / "kb_travel.json"], search={"w_sparse": best})
+    update_triples(index, [KB], search={"w_sparse": best})
     return {"chosen": best, "dev_recall1": dev_r1, "test": {q: recall(rag, test, q) for q in ("last-turn", "history")}}
 
 
@@ -290,6 +289,8 @@ def main() -> None:
     if not args.replies_only and (args.gen_start or args.section != "replies_after" or args.backend != "torch"
                                   or args.tune_sparse):
         ap.error("--gen-start, --section, --backend and --tune-sparse are for --replies-only")
+    if args.pool and args.replies_only:
+        ap.error("--pool scores replies already made: not with --replies-only")
     if args.gen_start and args.section == "replies_after":
         ap.error("--gen-start replies to other responses than the reported ones: file them under --section NAME")
     if args.prompt_exchanges is not None:
@@ -307,11 +308,7 @@ def main() -> None:
                  "dataset": "KdConv travel", "n_train": len(dev), "n_test": len(test), "k": args.k, "anchors": ANCHORS,
                  "command": "python " + " ".join(["benchmarks/bench_dialogue.py", *sys.argv[1:]])}
     if args.pool:
-        kept = json.loads(args.out.read_text(encoding="utf-8"))
-        bad = [s for s in args.pool if not {"replies", "first_test_response"} <= set(kept.get(s, {}))]
-        if bad or args.replies_only:
-            sys.exit(f"--pool takes sections written by --replies-only (with their replies), alone: not {bad or '--replies-only'}")
-        got = pooled(kept, args.pool, test) | {"command": res["command"]}
+        got = pooled(json.loads(args.out.read_text(encoding="utf-8")), args.pool, test) | {"command": res["command"]}
         print("replies_pooled:", json.dumps(got), flush=True)
         return finish({"replies_pooled": got}, args)
     work = WORK
@@ -332,7 +329,7 @@ def main() -> None:
         else:
             tuned = {}
         got = replies(rag, test[args.gen_start: args.gen_start + args.gen_n], args) | {
-            "w_sparse": path_settings(rag).w_sparse,
+            "w_sparse": rag.retriever.settings.w_sparse,
             "max_new_tokens": args.max_new_tokens, "command": res["command"], "backend": args.backend,
             "decoding": decoding_options(args), "first_test_response": args.gen_start}
         print(f"{args.section}:", json.dumps(got, ensure_ascii=False), flush=True)
@@ -341,7 +338,7 @@ def main() -> None:
     work.mkdir(parents=True)
     (work / "run.json").write_text(json.dumps(manifest | {"command": res["command"]}))
     index = work / "kb"
-    update_triples(index, [KDCONV / "kb_travel.json"])
+    update_triples(index, [KB])
     rows = work / "dev.jsonl"
     write_examples([training_row(e) for e in dev], rows)
 
@@ -406,13 +403,13 @@ def finish(res: dict, args) -> None:
                 for r in old[k] if r not in v] + [k for k in old if k not in res and k not in SUMMARY]
         res = old | {k: old[k] | v if isinstance(v, dict) and isinstance(old.get(k), dict) else v for k, v in res.items()}
         res["from_earlier_run"] = kept
-    before, after_gen = res["retrieval_before"], res.get("replies_after", {})
+    before, after_gen, tuned = res["retrieval_before"], res.get("replies_after", {}), res.get("sparse_weight") or {}
     res |= {"recall1_last_turn": before["last-turn"]["recall1"], "recall1_history": before["history"]["recall1"],
             "recall1_last_turn_after": res["retrieval_after"]["last-turn"]["recall1"],
             # after fine-tuning: the path scorer with the relation-name weight chosen on dev, when one was chosen,
             # beside the same model's dense score alone
-            "recall1_after": (res.get("sparse_weight") or {}).get("test", res["retrieval_after"])["history"]["recall1"],
-            "recall1_after_dense_only": res[(res.get("sparse_weight") or {}).get("without", "retrieval_after")]["history"]["recall1"],
+            "recall1_after": tuned.get("test", res["retrieval_after"])["history"]["recall1"],
+            "recall1_after_dense_only": res[tuned.get("without", "retrieval_after")]["history"]["recall1"],
             "bleu4_after": after_gen.get("bleu4"), "f1_after": after_gen.get("f1"),
             "paper_bleu4_after": after_gen.get("paper_metrics", {}).get("bleu4"),
             "paper_bleu4_after_pooled": res.get("replies_pooled", {}).get("paper_metrics", {}).get("bleu4")}
