@@ -41,6 +41,7 @@ from ragtune.evaluation.qa import evaluate_qa
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
 from ragtune.retrieval.dense import DenseRetriever
+from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.corpus.squad import QARecord
 from ragtune.training.checkpoint import seed_everything
 from ragtune.training.memory import peak_rss_mb  # also imported from here by the other fine-tuning benchmarks
@@ -79,8 +80,19 @@ def dense_retriever(passages: list[Passage]) -> DenseRetriever:
     return r
 
 
-def recall_at(retriever: DenseRetriever, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
-    retriever.encoder.model.eval()
+def first_stage(name: str, passages: list[Passage]) -> DenseRetriever | BM25Retriever:
+    """The retriever RAG answers and trains over: the MiniLM index (its query encoder trains through the prior) or
+    BM25 (scores fixed: the generator alone trains)."""
+    if name == "dense":
+        return dense_retriever(passages)
+    bm25 = BM25Retriever()
+    bm25.add(passages)
+    return bm25
+
+
+def recall_at(retriever: DenseRetriever | BM25Retriever, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
+    if hasattr(retriever, "encoder"):
+        retriever.encoder.model.eval()
     hits = retriever.search([q.question for q in questions], max(ks))
     gold = np.array([pid_of[q.positive_doc_ids[0]] for q in questions])[:, None]
     return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}
@@ -233,6 +245,8 @@ def main() -> None:
                     help="where the trained model and metrics.jsonl go (replaced); --after-only reads it")
     ap.add_argument("--schedule-steps", type=int, default=0,
                     help="the LR schedule's horizon; 0: measured on 3 probe steps, then the run resumes from their checkpoint")
+    ap.add_argument("--retriever", choices=["dense", "bm25"], default="dense",
+                    help="RAG's retriever; with bm25 the query encoder has nothing to train and stays frozen")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     ap.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--lean-compare", action="store_true", help="bench_train_lean.py: fp32 vs bf16, +-checkpointing")
@@ -263,14 +277,17 @@ def main() -> None:
                  "kb_paragraphs": len(passages), "train_questions": len(train_rows), "test_sample": sample_source,
                  "n_test": len(examples), "k": args.k, "batch_size": args.batch_size, "lr": args.lr,
                  "encoder_lr": args.encoder_lr, "lora_r": args.lora_r, "max_new_tokens": args.max_new_tokens,
-                 "generator": "smollm2-135m-instruct (LoRA)", "query_encoder": "minilm (trained; index vectors frozen)"}
+                 "generator": "smollm2-135m-instruct (LoRA)", "retriever": args.retriever,
+                 "query_encoder": "minilm (trained; index vectors frozen)" if args.retriever == "dense" else "none (BM25, fixed scores)"}
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(res, indent=1))
 
     log(f"kb={len(passages)} train={len(train_rows)} test={len(examples)} ({sample_source})")
-    retriever = dense_retriever(passages)
+    if args.retriever != "dense" and args.step_reps > 0:
+        sys.exit("--step-reps compares against transformers' RAG, which needs the dense retriever: add --step-reps 0")
+    retriever = first_stage(args.retriever, passages)
     store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
@@ -291,7 +308,8 @@ def main() -> None:
 
         trained = args.train_dir
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
-        apply_trained_retriever(retriever, trained)
+        if args.retriever == "dense":
+            apply_trained_retriever(retriever, trained)
         evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
         return
     if not args.step_time_only:
@@ -325,7 +343,8 @@ def main() -> None:
         save()
 
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
-                         encoder_lr=args.encoder_lr, batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
+                         encoder_lr=args.encoder_lr, train_query_encoder=args.retriever == "dense",
+                         batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
                          eval_every=10**9, save_every=10**9, seed=0, precision=args.precision,
                          gradient_checkpointing={"on": True, "off": False}.get(args.checkpointing, "auto"))
     res.update(precision=args.precision, gradient_checkpointing=args.checkpointing)

@@ -36,3 +36,23 @@ def test_fine_tune_assembles_data_rag_and_trainer(small_world, tmp_path):
         fine_tune(w["root"] / "index", rows, tmp_path / "o2", config=cfg, strict=True, progress=False)
     with pytest.raises(RagtuneError, match="--freeze query-encoder"):
         fine_tune(w["root"] / "index", rows, tmp_path / "o3", config=cfg, retriever="bm25", progress=False)
+
+
+def test_fine_tune_over_bm25_trains_the_generator_alone(small_world, tmp_path):
+    """The generator trained over BM25's passages (the query encoder frozen: BM25 has none); the output answers
+    with BM25 again and keeps no query encoder of its own."""
+    from ragtune.rag.model import RAG
+    from ragtune.retrieval.update import update
+
+    w = small_world
+    cfg = w["cfg"].updated(training={"max_steps": 1, "batch_size": 4, "eval_every": 10, "seed": 3,
+                                     "train_query_encoder": False})
+    update(tmp_path / "index", [w["root"] / "corpus"], retrievers=["bm25"], config=cfg)
+    rows = tmp_path / "train.jsonl"
+    write_examples(w["train"][:8], rows)
+    trainer, result = fine_tune(tmp_path / "index", rows, tmp_path / "out", dev_fraction=0.0, config=cfg,
+                                retriever="bm25", progress=False)
+    assert result.steps == 1 and trainer.encoder is None and trainer.rag.retriever_kind == "bm25"
+    meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
+    assert meta["rag"]["retriever"] == "bm25"
+    assert RAG.from_pretrained(tmp_path / "out").retriever_kind == "bm25"
