@@ -293,7 +293,8 @@ def main() -> None:
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
 
     if args.step_time_only or args.after_only or args.before_only:  # a file of its own: a run may be writing --out
-        res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k}
+        res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k,
+               "retriever": args.retriever}
     if args.before_only:
         gen.model.eval()
 

@@ -55,4 +55,5 @@ def test_fine_tune_over_bm25_trains_the_generator_alone(small_world, tmp_path):
     assert result.steps == 1 and trainer.encoder is None and trainer.rag.retriever_kind == "bm25"
     meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
     assert meta["rag"]["retriever"] == "bm25"
+    assert not (tmp_path / "out" / "query_encoder").exists()
     assert RAG.from_pretrained(tmp_path / "out").retriever_kind == "bm25"
