@@ -31,16 +31,19 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ragtune.config import DenseConfig, TrainingConfig
+from ragtune.config import DenseConfig, HybridConfig, TrainingConfig
 from ragtune.corpus.types import Passage
 from ragtune.evaluation.qa import evaluate_qa
 from ragtune.generation import Generator
 from ragtune.rag.model import RAG
+from ragtune.rag.trained import apply_trained_retriever, dense_part
 from ragtune.retrieval.dense import DenseRetriever
+from ragtune.retrieval.rescore import RescoringRetriever
 from ragtune.retrieval.sparse import BM25Retriever
 from ragtune.corpus.squad import QARecord
 from ragtune.training.checkpoint import seed_everything
@@ -80,19 +83,22 @@ def dense_retriever(passages: list[Passage]) -> DenseRetriever:
     return r
 
 
-def first_stage(name: str, passages: list[Passage]) -> DenseRetriever | BM25Retriever:
-    """The retriever RAG answers and trains over: the MiniLM index (its query encoder trains through the prior) or
-    BM25 (scores fixed: the generator alone trains)."""
+def first_stage(name: str, passages: list[Passage], sparse_weight: float = HybridConfig().sparse_weight) -> Any:
+    """The retriever RAG answers and trains over: the MiniLM index (its query encoder trains through the prior),
+    BM25 (scores fixed: the generator alone trains), or rescore: BM25's candidates rescored by
+    MiniLM cosine + sparse_weight * BM25 (the query encoder trains through that score)."""
     if name == "dense":
         return dense_retriever(passages)
     bm25 = BM25Retriever()
     bm25.add(passages)
+    if name == "rescore":
+        return RescoringRetriever([bm25, dense_retriever(passages)], sparse_weight=sparse_weight)
     return bm25
 
 
-def recall_at(retriever: DenseRetriever | BM25Retriever, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
-    if hasattr(retriever, "encoder"):
-        retriever.encoder.model.eval()
+def recall_at(retriever: Any, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
+    if dense_part(retriever) is not None:
+        dense_part(retriever).encoder.model.eval()
     hits = retriever.search([q.question for q in questions], max(ks))
     gold = np.array([pid_of[q.positive_doc_ids[0]] for q in questions])[:, None]
     return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}
@@ -245,8 +251,13 @@ def main() -> None:
                     help="where the trained model and metrics.jsonl go (replaced); --after-only reads it")
     ap.add_argument("--schedule-steps", type=int, default=0,
                     help="the LR schedule's horizon; 0: measured on 3 probe steps, then the run resumes from their checkpoint")
-    ap.add_argument("--retriever", choices=["dense", "bm25"], default="dense",
-                    help="RAG's retriever; with bm25 the query encoder has nothing to train and stays frozen")
+    ap.add_argument("--retriever", choices=["dense", "bm25", "rescore"], default="dense",
+                    help="RAG's retriever; with bm25 the query encoder has nothing to train and stays frozen; rescore: "
+                         "BM25's candidates rescored by MiniLM cosine + --sparse-weight * BM25 (the encoder trains)")
+    ap.add_argument("--sparse-weight", type=float, default=HybridConfig().sparse_weight, help="--retriever rescore's w")
+    ap.add_argument("--doc-temperature", type=float, default=None,
+                    help="the prior's temperature (default 1; for rescore --sparse-weight, so BM25's term enters the "
+                         "prior at its raw scale, as in the bm25 runs)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     ap.add_argument("--checkpointing", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--lean-compare", action="store_true", help="bench_train_lean.py: fp32 vs bf16, +-checkpointing")
@@ -278,7 +289,11 @@ def main() -> None:
                  "n_test": len(examples), "k": args.k, "batch_size": args.batch_size, "lr": args.lr,
                  "encoder_lr": args.encoder_lr, "lora_r": args.lora_r, "max_new_tokens": args.max_new_tokens,
                  "generator": "smollm2-135m-instruct (LoRA)", "retriever": args.retriever,
-                 "query_encoder": "minilm (trained; index vectors frozen)" if args.retriever == "dense" else "none (BM25, fixed scores)"}
+                 "query_encoder": "none (BM25, fixed scores)" if args.retriever == "bm25" else "minilm (trained; index vectors frozen)"}
+    if args.retriever == "rescore":
+        res["sparse_weight"] = args.sparse_weight
+    doc_temperature = args.doc_temperature or (args.sparse_weight if args.retriever == "rescore" else 1.0)
+    res["doc_temperature"] = doc_temperature
 
     def save() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,14 +302,14 @@ def main() -> None:
     log(f"kb={len(passages)} train={len(train_rows)} test={len(examples)} ({sample_source})")
     if args.retriever != "dense" and args.step_reps > 0 and not (args.after_only or args.before_only):
         sys.exit("--step-reps compares against transformers' RAG, which needs the dense retriever: add --step-reps 0")
-    retriever = first_stage(args.retriever, passages)
+    retriever = first_stage(args.retriever, passages, args.sparse_weight)
     store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
-    rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
+    rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=doc_temperature)
 
     if args.step_time_only or args.after_only or args.before_only:  # a file of its own: a run may be writing --out
         res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k,
-               "retriever": args.retriever}
+               "retriever": args.retriever, "doc_temperature": doc_temperature}
     if args.before_only:
         gen.model.eval()
 
@@ -305,11 +320,9 @@ def main() -> None:
         evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
         return
     if args.after_only:
-        from ragtune.rag.trained import apply_trained_retriever
-
         trained = args.train_dir
         rag.generator = Generator.load(trained / "generator", max_new_tokens=args.max_new_tokens)
-        if args.retriever == "dense":
+        if args.retriever != "bm25":
             apply_trained_retriever(retriever, trained)
         evaluate_after(rag, retriever, sample, pid_of, examples, args, modes, res, save)
         return
@@ -344,7 +357,7 @@ def main() -> None:
         save()
 
     cfg = TrainingConfig(mode="rag-sequence", lora=True, lora_r=args.lora_r, lora_alpha=2 * args.lora_r, lr=args.lr,
-                         encoder_lr=args.encoder_lr, train_query_encoder=args.retriever == "dense",
+                         encoder_lr=args.encoder_lr, train_query_encoder=args.retriever != "bm25",
                          batch_size=args.batch_size, epochs=1.0, warmup_ratio=0.05,
                          eval_every=10**9, save_every=10**9, seed=0, precision=args.precision,
                          gradient_checkpointing={"on": True, "off": False}.get(args.checkpointing, "auto"))

@@ -70,7 +70,11 @@ class HybridConfig(Section):
     method: Literal["rrf", "weighted"] = "rrf"
     rrf_k: int = 60
     weights: list[float] | None = None
-    depth: int = 100  # how many hits of each retriever are fused
+    depth: int = 100  # how many hits of each retriever are fused (rescore: how many candidates the first proposes)
+    # retriever kind "rescore": the first retriever's top `depth` re-ranked by E(q).d + sparse_weight * s_first
+    # (the second retriever dense; its query encoder trains through this score). 0.1: BM25 + MiniLM cosine, measured
+    # in benchmarks/RESULTS.md ("Rescoring BM25's candidates").
+    sparse_weight: float = 0.1
 
 
 class RerankConfig(Section):

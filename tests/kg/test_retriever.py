@@ -37,6 +37,8 @@ def test_dense_path_score_carries_gradients_to_the_query_encoder(kg_world):
         q = enc.embed(qs, kind="query")
         f = torch.einsum("bd,bkd->bk", q, torch.from_numpy(hits.vectors))
         assert f.detach().numpy() == pytest.approx(hits.scores - rest, abs=1e-4)
+        # the trainer's f(q, z) adds the fixed terms back: hits.offsets are the sparse and link terms
+        assert (rest > 0).any() and hits.offsets == pytest.approx(rest, abs=1e-4)
         loss = -torch.log_softmax(f, -1)[:, 0].sum()
         enc.model.zero_grad()
         loss.backward()

@@ -57,3 +57,65 @@ def test_fine_tune_over_bm25_trains_the_generator_alone(small_world, tmp_path):
     assert meta["rag"]["retriever"] == "bm25"
     assert not (tmp_path / "out" / "query_encoder").exists()
     assert RAG.from_pretrained(tmp_path / "out").retriever_kind == "bm25"
+
+
+@pytest.fixture(scope="module")
+def two_retriever_index(small_world, tmp_path_factory):
+    """The small world's corpus indexed by BM25 and the tiny dense encoder (what `rescore` and `hybrid` combine)."""
+    from ragtune.retrieval.update import update
+
+    path = tmp_path_factory.mktemp("bm25_dense") / "index"
+    update(path, [small_world["root"] / "corpus"], retrievers=["bm25", "dense"], config=small_world["cfg"])
+    return path
+
+
+def test_fine_tune_over_rescore_trains_the_query_encoder_through_the_sparse_candidates(small_world, two_retriever_index, tmp_path):
+    """RAG over BM25's candidates rescored by E(q).d + w * bm25: the query encoder trains through that score, the
+    trainer's f(q, z) is the retriever's score (sparse term included), and the output answers with the same
+    retriever and the trained encoder."""
+    import torch
+
+    from ragtune.rag.model import RAG
+    from ragtune.retrieval.rescore import RescoringRetriever
+
+    w = small_world
+    cfg = w["cfg"].updated(training={"max_steps": 2, "batch_size": 4, "eval_every": 10, "seed": 3, "encoder_lr": 1e-2},
+                           hybrid={"sparse_weight": 0.3, "depth": 8})
+    rows = tmp_path / "train.jsonl"
+    write_examples(w["train"][:8], rows)
+    trainer, result = fine_tune(two_retriever_index, rows, tmp_path / "out", dev_fraction=0.0, config=cfg,
+                                retriever="rescore", progress=False)
+    r = trainer.rag.retriever
+    assert result.steps == 2 and isinstance(r, RescoringRetriever) and trainer.encoder is r.retrievers[1].encoder
+    before = RAG.from_index(two_retriever_index, retriever="dense", config=cfg).retriever.encoder.model.state_dict()
+    after = trainer.encoder.model.state_dict()
+    assert any(not torch.equal(before[n], after[n]) for n in before)
+
+    for m in trainer.encoder.model.modules():  # no dropout: the training pass then scores as the search did
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    questions = [e.question for e in w["train"][:3]]
+    hits = r.search(questions, 3, return_vectors=True)
+    assert hits.offsets is not None and (hits.offsets > 0).any()  # BM25 matched: the sparse term is in f
+    with torch.no_grad():
+        f = trainer.objective.doc_scores(questions, hits, hits.passages(trainer.rag.store))
+    valid = torch.from_numpy(hits.ids >= 0)  # empty slots (BM25 matched fewer) are masked out of the prior
+    assert valid.sum() >= 3
+    torch.testing.assert_close(f[valid], torch.from_numpy(hits.scores)[valid], rtol=1e-4, atol=1e-5)
+
+    meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
+    assert meta["rag"]["retriever"] == "rescore" and (tmp_path / "out" / "query_encoder").is_dir()
+    loaded = RAG.from_pretrained(tmp_path / "out")
+    assert isinstance(loaded.retriever, RescoringRetriever)
+    got = loaded.retriever.retrievers[1].encoder.model.state_dict()
+    assert all(torch.equal(got[n], after[n].to(got[n].device)) for n in after)
+
+
+def test_rank_fusion_cannot_train_the_query_encoder_through_the_prior(small_world, two_retriever_index, tmp_path):
+    from ragtune.rag.model import RAG
+    from ragtune.training.trainer import Trainer
+
+    cfg = small_world["cfg"].updated(training={"max_steps": 1, "batch_size": 4})
+    rag = RAG.from_index(two_retriever_index, retriever="hybrid", config=cfg)
+    with pytest.raises(RagtuneError, match="rank fusion hides"):
+        Trainer(rag, small_world["train"][:4], None, cfg.training, tmp_path / "out", progress=False)

@@ -19,12 +19,15 @@ class Hits:
     ``ids`` (n, k) int64 passage-store ids, ``EMPTY_ID`` where fewer than k passages matched;
     ``scores`` (n, k) float32, descending along each row, ``-inf`` at empty slots;
     ``vectors`` (n, k, d) float32 passage vectors of the hits when a dense retriever was asked for them, so a
-    query encoder can be trained through f(q, z) = E(q) . d_z without re-encoding passages.
+    query encoder can be trained through f(q, z) = E(q) . d_z + offset without re-encoding passages;
+    ``offsets`` (n, k) float32 the part of each score no encoder computes (a rescoring hybrid's sparse term),
+    None for 0.
     """
 
     ids: np.ndarray
     scores: np.ndarray
     vectors: np.ndarray | None = None
+    offsets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.ids.shape != self.scores.shape or self.ids.ndim != 2:

@@ -10,7 +10,6 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ragtune.config import HybridConfig
 from ragtune.retrieval.base import EMPTY_ID, Hits, Retriever, cap_k
 
 FusionMethod = Literal["rrf", "weighted"]
@@ -104,10 +103,6 @@ class HybridRetriever:
         self.rrf_k = rrf_k
         self.weights = None if weights is None else _weights(len(self.retrievers), weights)
         self.depth = depth
-
-    @classmethod
-    def from_config(cls, cfg: HybridConfig, retrievers: list[Retriever]) -> "HybridRetriever":
-        return cls(retrievers, method=cfg.method, rrf_k=cfg.rrf_k, weights=cfg.weights, depth=cfg.depth)
 
     def fuse(self, runs: Sequence[Hits], k: int) -> Hits:
         k = cap_k(k, sum(run.k for run in runs))  # the fused list holds at most the union of the runs

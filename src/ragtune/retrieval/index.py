@@ -161,7 +161,7 @@ class Index:
         return kinds[0]
 
     def retriever(self, kind: str | None = None, *, device: str | None = None) -> Retriever:
-        """The retriever ``kind`` (bm25, tfidf, dense, hybrid); ``None`` picks the index's best available."""
+        """The retriever ``kind`` (bm25, tfidf, dense, hybrid, rescore, paths, kg); ``None`` picks the index's best."""
         kind = kind or self.default_kind()
         key = (kind, device)
         if key not in self._retrievers and kind in ("paths", "kg"):
@@ -176,8 +176,8 @@ class Index:
                     f"index at {self.path} has no {'/'.join(missing)} retriever (it has {', '.join(self.kinds)}): "
                     f"add it with `ragtune index ... --index {self.path} --retriever {kind}`"
                 )
-            if kind == "hybrid":
-                self._retrievers[key] = registry.hybrid([self.retriever(k, device=device) for k in needed], self.config)
+            if kind in registry.FUSED_KINDS:
+                self._retrievers[key] = registry.fused(kind, [self.retriever(k, device=device) for k in needed], self.config)
             elif "shards" in self.manifest or _ray_requested():  # shards, or any index served by Ray actors
                 from ragtune.distributed import open_retriever
 

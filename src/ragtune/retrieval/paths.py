@@ -2,8 +2,8 @@
 
 For each question: link entities (``kg.linking``), beam-expand relation chains from them (``kg.paths``) and score
 each chain z by the RAG prior's f(q, z) = E(q) . E(chain_text(z)) (+ optional sparse and link terms). The top k
-chains become passages (``kg.store``); ``Hits.vectors`` holds the chain vectors, so a trainer moves the query
-encoder through f(q, z) exactly as it does for dense passages.
+chains become passages (``kg.store``); ``Hits.vectors`` holds the chain vectors and ``Hits.offsets`` the sparse and
+link terms, so a trainer moves the query encoder through the same f(q, z) that ranked the chains.
 
 One encoder reads questions and chains. Chain texts are short and few (a chain is a relation sequence, shared by
 every topic entity), so their vectors are computed on demand and cached until the encoder's weights change (a
@@ -118,8 +118,11 @@ class PathRetriever:
             for j, c in enumerate(top_chains(q, k)):
                 hits.ids[r, j] = self.table.register(c.topic, c.steps, c.paths.values())
                 hits.scores[r, j] = c.score
-        if return_vectors:
-            hits.vectors = self.passage_vectors(hits.ids) if self.encoder is not None else None
+        if return_vectors and self.encoder is not None:
+            hits.vectors = self.passage_vectors(hits.ids)
+            # f = dense + w_sparse * sparse + w_link * link: the terms besides E(q) . d are the trained prior's offsets
+            dense_part = np.einsum("nd,nkd->nk", qvecs, hits.vectors)
+            hits.offsets = np.where(hits.ids != EMPTY_ID, hits.scores - dense_part, 0.0).astype(np.float32)
         return hits
 
     def __repr__(self) -> str:

@@ -8,7 +8,8 @@ from ragtune.errors import RagtuneError
 from ragtune.retrieval.base import IndexedRetriever, Retriever
 
 INDEXED_KINDS = ("bm25", "tfidf", "dense")
-ALL_KINDS = INDEXED_KINDS + ("hybrid",)
+ALL_KINDS = INDEXED_KINDS + ("hybrid", "rescore")
+FUSED_KINDS = ("hybrid", "rescore")  # query-time combinations of the indexed kinds in ``[hybrid] retrievers``
 
 
 def _check(kind: str) -> None:
@@ -45,10 +46,10 @@ def load(kind: str, path: Path, *, device: str | None = None) -> IndexedRetrieve
 
 
 def expand(kinds: list[str], config: Config) -> list[str]:
-    """The indexed kinds a request needs: ``hybrid`` stands for the retrievers it fuses."""
+    """The indexed kinds a request needs: ``hybrid`` and ``rescore`` stand for the retrievers they combine."""
     out: list[str] = []
     for kind in kinds:
-        parts = config.hybrid.retrievers if kind == "hybrid" else [kind]
+        parts = config.hybrid.retrievers if kind in FUSED_KINDS else [kind]
         for p in parts:
             _check(p)
             if p not in out:
@@ -56,8 +57,14 @@ def expand(kinds: list[str], config: Config) -> list[str]:
     return out
 
 
-def hybrid(retrievers: list[Retriever], config: Config) -> Retriever:
+def fused(kind: str, retrievers: list[Retriever], config: Config) -> Retriever:
+    """``hybrid`` (rank or score fusion) or ``rescore`` (the first's candidates re-ranked with the second's dense
+    score) of ``retrievers``, as ``config.hybrid`` describes."""
+    h = config.hybrid
+    if kind == "rescore":
+        from ragtune.retrieval.rescore import RescoringRetriever
+
+        return RescoringRetriever(retrievers, sparse_weight=h.sparse_weight, depth=h.depth)
     from ragtune.retrieval.hybrid import HybridRetriever
 
-    h = config.hybrid
     return HybridRetriever(retrievers, method=h.method, rrf_k=h.rrf_k, weights=h.weights, depth=h.depth)

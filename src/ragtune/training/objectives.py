@@ -5,8 +5,9 @@
 * ``lm-supervised``: KL from p(z|q) to the frozen generator's preference softmax(log P(y|q,z) / tau).
 * ``contrastive``: DPR, each question's positive against the batch's other positives and BM25 hard negatives.
 
-Retrieval runs without gradient; the query encoder learns through f(q, z) = E_q(q) . d_z with d_z taken from
-the frozen index (``hits.vectors``), or re-embedded with gradient when the document encoder trains.
+Retrieval runs without gradient; the query encoder learns through f(q, z) = E_q(q) . d_z (+ ``hits.offsets``, a
+rescoring hybrid's sparse term) with d_z taken from the frozen index (``hits.vectors``), or re-embedded with
+gradient when the document encoder trains.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import torch
 from ragtune.config import TrainingConfig
 from ragtune.corpus.squad import QARecord
 from ragtune.errors import RagtuneError
+from ragtune.rag.trained import dense_part
 from ragtune.retrieval.base import EMPTY_ID, Hits
 from ragtune.training import negatives as neg, precision
 from ragtune.training.losses import in_batch_contrastive, lm_supervised_kl, rag_sequence_nll, rag_token_nll
@@ -127,11 +129,12 @@ class Objective:
         return precision.autocast(self.precision, self.cfg.device)
 
     def _retrieve(self, questions: list[str]) -> tuple[Hits, list[list[Any]]]:
-        retriever = self.rag.retriever
+        retriever, cfg = self.rag.retriever, self.cfg
+        through_prior = self.encoder is not None and (cfg.train_query_encoder or cfg.train_doc_encoder)
         if self.encoder is not None:
             self.encoder.model.eval()  # retrieval itself is deterministic: no dropout in the search pass
         with torch.no_grad():
-            hits = retriever.search(questions, self.rag.k, return_vectors=True) if self.encoder is not None \
+            hits = retriever.search(questions, self.rag.k, return_vectors=True) if through_prior \
                 else retriever.search(questions, self.rag.k)
         return hits, hits.passages(self.rag.store)
 
@@ -148,7 +151,10 @@ class Objective:
             if hits.vectors is None:
                 raise RagtuneError("the retriever did not return passage vectors; a dense retriever is needed")
             d = torch.from_numpy(np.asarray(hits.vectors, dtype=np.float32)).to(q.device)
-        return torch.einsum("bd,bkd->bk", q.float(), d.float())
+        f = torch.einsum("bd,bkd->bk", q.float(), d.float())
+        if hits.offsets is not None:  # the score's fixed part (a rescoring hybrid's sparse term)
+            f = f + torch.from_numpy(np.asarray(hits.offsets, dtype=np.float32)).to(f.device)
+        return f
 
     def _embed_queries(self, questions: list[str]) -> torch.Tensor:
         if self.cfg.train_query_encoder:
@@ -167,7 +173,7 @@ class Objective:
         else the index's stored vectors (a positive given only as text is encoded without gradient)."""
         if self.cfg.train_doc_encoder:
             return self._embed_passages([c.text for c in cands])
-        out = torch.from_numpy(self.rag.retriever.passage_vectors(
+        out = torch.from_numpy(dense_part(self.rag.retriever).passage_vectors(
             np.array([c.id if c.id is not None else EMPTY_ID for c in cands], dtype=np.int64))).to(device)
         texts = [i for i, c in enumerate(cands) if c.id is None]
         if texts:

@@ -68,7 +68,7 @@ def fine_tune(
     retriever = retriever or "dense"  # the one default: training reaches the retriever through its encoder
     if retriever == "dense" and "dense" not in index.kinds and getattr(index, "has_graph", False):
         retriever = "paths"  # a knowledge graph: train its path scorer (ragtune.retrieval.paths)
-    if retriever not in ("dense", "paths") and (t.train_query_encoder or t.train_doc_encoder):
+    if retriever not in ("dense", "paths", "rescore") and (t.train_query_encoder or t.train_doc_encoder):
         raise RagtuneError(f"the {retriever} retriever has no encoder to train; add --freeze query-encoder")
     # a trained directory continues from its generator and query encoder (e.g. end to end after the retriever alone)
     rag = RAG.open(index_dir, model=generator or cfg.generator.model, retriever=retriever, mode=t.mode, k=cfg.rag.k,

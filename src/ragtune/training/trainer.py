@@ -21,6 +21,7 @@ passes ``dist_info`` (``distributed.torch_ddp.init_distributed``).
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ from ragtune.distributed.torch_ddp import (DistInfo, all_reduce_grads, all_sum, 
                                           shard)
 from ragtune.evaluation.matching import recall_hits
 from ragtune.evaluation.metrics import exact_match, f1_score
-from ragtune.rag.trained import DENSE_INDEX_DIR
+from ragtune.rag.trained import DENSE_INDEX_DIR, dense_part
 from ragtune.training import checkpoint as ckpt, memory, schedule
 from ragtune.training.objectives import Objective, check_rows
 
@@ -93,8 +94,13 @@ class Trainer:
         self.info = dist_info or DistInfo()
         check_rows(config, self.train_rows, negatives)
         self.retriever, self.generator, self.store = rag.retriever, rag.generator, rag.store
-        if (config.train_query_encoder or config.train_doc_encoder) and not hasattr(self.retriever, "encoder"):
-            raise RagtuneError("training the retriever needs a dense retriever; use --freeze query-encoder with BM25")
+        self.dense = dense_part(self.retriever)  # the retriever (or hybrid member) whose encoder may train
+        if config.train_query_encoder or config.train_doc_encoder:
+            if self.dense is None:
+                raise RagtuneError("training the retriever needs a dense retriever; use --freeze query-encoder with BM25")
+            if config.objective != "contrastive" and "return_vectors" not in inspect.signature(self.retriever.search).parameters:
+                raise RagtuneError(f"the {config.objective} objective trains the query encoder through the retriever's "
+                                   "scores, which rank fusion hides: use the dense or the rescore retriever")
         self.retriever_only = config.objective != "rag"
         if self.retriever_only and not (config.train_query_encoder or config.train_doc_encoder):
             raise RagtuneError(f"the {config.objective} objective trains the retriever, but both encoders are frozen")
@@ -121,7 +127,7 @@ class Trainer:
                 gen_model.eval()  # a frozen judge: no dropout in its scores
             else:
                 self.modules["generator"] = gen_model
-        self.encoder = self.doc_encoder = getattr(self.retriever, "encoder", None)
+        self.encoder = self.doc_encoder = getattr(self.dense, "encoder", None)
         if self.encoder is not None:
             # One encoder serves queries and the index's passages. When both sides train they stay tied (the
             # index is re-encoded with the same weights); when only the passage side trains it gets its own copy,
@@ -226,11 +232,11 @@ class Trainer:
         if self.cfg.train_doc_encoder:
             # The live index lags the document encoder by up to reindex_every steps; the saved one does not
             # (after a re-encoding step the live one is already current and is saved as it is).
-            index = self.retriever.index
+            index = self.dense.index
             if self._index_stale:
                 self.doc_encoder.model.eval()
                 with torch.no_grad():
-                    index = self.retriever.encoded_index(self._all_passages(), self.doc_encoder)
+                    index = self.dense.encoded_index(self._all_passages(), self.doc_encoder)
         return self.rag.save_pretrained(path, index_dir=self.index_dir, mode=self.cfg.mode, generator_weights=self.train_generator,
                                         dense_index=index, training=self.cfg.model_dump())
 
@@ -274,7 +280,7 @@ class Trainer:
                 # the index exactly as the interrupted run had it (re-encoded at its last reindex step)
                 from ragtune.retrieval.dense.vector_index import VectorIndex
 
-                self.retriever.index = VectorIndex.load(self.out / CHECKPOINT_DIR / DENSE_INDEX_DIR)
+                self.dense.index = VectorIndex.load(self.out / CHECKPOINT_DIR / DENSE_INDEX_DIR)
                 self._index_stale = True  # it may predate the restored encoder's last steps
         params = self.params_gen + self.params_enc
         losses: list[float] = []
@@ -355,11 +361,11 @@ class Trainer:
 
     def _save_live_index(self, directory: Path) -> None:
         if self.cfg.train_doc_encoder:
-            self.retriever.index.save(directory / DENSE_INDEX_DIR)
+            self.dense.index.save(directory / DENSE_INDEX_DIR)
 
     def _reencode(self) -> None:
         """Refresh every passage vector in the index with the current document encoder."""
-        reencode = getattr(self.retriever, "reencode", None)
+        reencode = getattr(self.dense, "reencode", None)
         if reencode is None:
             raise RagtuneError("this retriever cannot re-encode its index; keep the document encoder frozen")
         self.doc_encoder.model.eval()
