@@ -41,6 +41,16 @@ def test_dense_and_hybrid_side_by_side(setup, capsys):
     assert hybrid["hits"][0]["text"] == DOCS["everest.txt"]
     assert {h["id"] for h in hybrid["hits"]} == {h["id"] for h in dense["hits"]}
 
+    # rescore: BM25's candidates only, each scored cosine + 0.1 * bm25 (the [hybrid] sparse_weight default)
+    q = "the highest tower"
+    by = {kind: {h["id"]: h["score"] for h in json.loads(run(capsys, "search", q, "--index", idx, "--retriever", kind,
+                                                              "--json", "-k", "4"))["hits"]} for kind in ("bm25", "dense")}
+    rescored = json.loads(run(capsys, "search", q, "--index", idx, "--retriever", "rescore", "--json", "-k", "4"))["hits"]
+    assert len(by["bm25"]) == 2 and {h["id"] for h in rescored} == set(by["bm25"])  # eiffel ("tower"), everest ("highest")
+    for h in rescored:
+        assert h["score"] == pytest.approx(by["dense"][h["id"]] + 0.1 * by["bm25"][h["id"]], abs=1e-4)
+    assert [h["score"] for h in rescored] == sorted((h["score"] for h in rescored), reverse=True)
+
     # incremental: a deleted file leaves both retrievers; a new one joins both
     (kb / "cell.txt").unlink()
     (kb / "moon.txt").write_text("The Moon orbits the Earth.", encoding="utf-8")

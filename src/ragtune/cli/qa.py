@@ -65,7 +65,7 @@ def ask_cmd(
     k: Optional[int] = typer.Option(None, "-k", min=1, help="Passages to retrieve (default 5)."),
     model: Optional[str] = typer.Option(None, "--model", help="Generator: packaged name, local path or hub id."),
     trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output directory (generator + query encoder)."),
-    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, dense or hybrid (default: [rag] retriever of the config, bm25)."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, dense, hybrid or rescore (default: [rag] retriever of the config, bm25)."),
     decoding: Optional[str] = typer.Option(None, "--decoding", help="greedy, beam or sample."),
     max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="A ragtune.toml overriding the index's config."),

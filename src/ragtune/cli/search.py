@@ -28,7 +28,7 @@ def search_cmd(
     query: str = typer.Argument(..., help="The question or keywords."),
     index: Path = typer.Option(..., "--index", "-i"),
     k: int = typer.Option(10, "-k", min=1),
-    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, tfidf, dense or hybrid (default: the index's best)."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", "-r", help="bm25, tfidf, dense, hybrid or rescore (default: the index's best)."),
     rerank: Optional[str] = typer.Option(None, "--rerank", help="A cross-encoder (path or hub id) that reorders the top candidates."),
     rerank_top_n: int = typer.Option(50, "--rerank-top-n", min=1),
     trained: Optional[Path] = typer.Option(None, "--trained", help="A `ragtune train` output: search with its trained query encoder (and re-encoded passages)."),

@@ -25,7 +25,7 @@ def train_cmd(
     hard_negatives: Optional[int] = typer.Option(None, "--hard-negatives", help="contrastive: BM25 negatives per question (0: in-batch only)."),
     lora: bool = typer.Option(False, "--lora", help="Train LoRA adapters instead of the whole generator."),
     freeze: List[str] = typer.Option([], "--freeze", help="generator, query-encoder or doc-encoder; repeatable."),
-    retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever of the index to train through (default dense)."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever of the index to train through (default dense; rescore trains the encoder over BM25's candidates)."),
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator model (packaged name, path or hub id), or a "
                                              "trained directory to continue from (its generator and query encoder)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A ragtune.toml file."),
