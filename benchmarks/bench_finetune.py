@@ -292,7 +292,8 @@ def main() -> None:
                  "query_encoder": "none (BM25, fixed scores)" if args.retriever == "bm25" else "minilm (trained; index vectors frozen)"}
     if args.retriever == "rescore":
         res["sparse_weight"] = args.sparse_weight
-    doc_temperature = args.doc_temperature or (args.sparse_weight if args.retriever == "rescore" else 1.0)
+    doc_temperature = args.doc_temperature if args.doc_temperature is not None else (
+        args.sparse_weight if args.retriever == "rescore" else 1.0)
     res["doc_temperature"] = doc_temperature
 
     def save() -> None:

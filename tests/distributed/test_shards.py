@@ -60,6 +60,20 @@ def test_hybrid_over_shards_equals_single(indexes, queries):
         np.testing.assert_array_equal(got.ids, want.ids)
 
 
+def test_rescore_over_shards_equals_single_and_finds_the_dense_member(indexes, queries):
+    from ragtune.rag.trained import dense_part
+
+    with Index.open(indexes[1]) as single, Index.open(indexes[2]) as sharded:
+        want = single.retriever("rescore").search(queries, 5, return_vectors=True)
+        got = sharded.retriever("rescore").search(queries, 5, return_vectors=True)
+        assert (want.ids != EMPTY_ID).sum() >= 5 * (len(queries) - 1)
+        np.testing.assert_array_equal(got.ids, want.ids)
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5)
+        np.testing.assert_allclose(got.offsets, want.offsets, rtol=1e-6)
+        # the sharded BM25 has an encoder attribute (None): the trainable part is still the dense shards
+        assert dense_part(sharded.retriever("rescore")) is sharded.retriever("dense")
+
+
 def test_incremental_update_keeps_shards_exact(tmp_path, beir_dir, config, queries, monkeypatch):
     """Adding and changing documents in a sharded index (dense vectors gathered from the shards, sparse segments
     put back together: nothing re-encoded or re-analysed) still equals a single index of the same passages, scores

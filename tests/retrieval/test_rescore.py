@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from ragtune.config import Config
+from ragtune.errors import RagtuneError
 from ragtune.retrieval import registry
 from ragtune.retrieval.base import EMPTY_ID, Hits
 from ragtune.retrieval.rescore import RescoringRetriever, rescore
@@ -25,9 +26,9 @@ def test_rescore_hand_computed():
 def test_rescore_keeps_empty_slots_last_and_sparse_order_on_ties():
     first = Hits(np.array([[1, 2, EMPTY_ID]]), np.array([[5.0, 3.0, -np.inf]], dtype=np.float32))
     q = np.array([[1.0]], dtype=np.float32)
-    vecs = np.array([[[0.0], [0.2], [0.0]]], dtype=np.float32)
-    got = rescore(first, q, vecs, 5, sparse_weight=0.1)  # k capped at the candidates there are
-    # 1 -> 0.5, 2 -> 0.2 + 0.3 = 0.5: a tie, kept in BM25's order
+    vecs = np.array([[[0.0], [1.0], [0.0]]], dtype=np.float32)
+    got = rescore(first, q, vecs, 5, sparse_weight=0.5)  # k capped at the candidates there are
+    # 1 -> 2.5, 2 -> 1.0 + 1.5 = 2.5 (exact in float32): a tie, kept in BM25's order
     assert got.ids.tolist() == [[1, 2, EMPTY_ID]] and np.isneginf(got.scores[0, 2]) and got.offsets[0, 2] == 0.0
     zero = rescore(first, q, vecs, 2, sparse_weight=0.0)  # the dense score alone; no NaN from 0 * -inf
     assert zero.ids.tolist() == [[2, 1]] and not np.isnan(zero.offsets).any()
@@ -62,6 +63,8 @@ def test_retriever_rescores_the_sparse_candidates_by_the_query_vector():
     assert hits.ids.tolist() == [[2, 1], [1, 2]] and hits.vectors is None
     np.testing.assert_allclose(hits.scores, [[2.0, 1.5], [1.5, 1.0]])
     assert r.search(["a"], 2, return_vectors=True).vectors.shape == (1, 2, 2)
+    with pytest.raises(TypeError, match="sequence of queries"):
+        r.search("a", 2)
 
 
 def test_registry_builds_rescore_from_the_config_and_checks_its_members():
@@ -69,5 +72,7 @@ def test_registry_builds_rescore_from_the_config_and_checks_its_members():
     assert registry.expand(["rescore"], cfg) == ["bm25", "dense"]
     r = registry.fused("rescore", [_Sparse(), _Dense()], cfg)
     assert isinstance(r, RescoringRetriever) and r.sparse_weight == 0.25 and r.depth == 7
-    with pytest.raises(ValueError, match="second dense"):
+    with pytest.raises(RagtuneError, match="second dense"):
         registry.fused("rescore", [_Dense(), _Sparse()], cfg)
+    with pytest.raises(RagtuneError, match="not a combination"):
+        registry.fused("dense", [_Dense()], cfg)

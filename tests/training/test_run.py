@@ -105,8 +105,10 @@ def test_fine_tune_over_rescore_trains_the_query_encoder_through_the_sparse_cand
 
     meta = json.loads((tmp_path / "out" / "ragtune.json").read_text())
     assert meta["rag"]["retriever"] == "rescore" and (tmp_path / "out" / "query_encoder").is_dir()
-    loaded = RAG.from_pretrained(tmp_path / "out")
+    assert meta["hybrid"] == {"sparse_weight": 0.3, "depth": 8}
+    loaded = RAG.from_pretrained(tmp_path / "out")  # the index's own [hybrid] has the defaults (0.1, 100)
     assert isinstance(loaded.retriever, RescoringRetriever)
+    assert (loaded.retriever.sparse_weight, loaded.retriever.depth) == (0.3, 8)
     got = loaded.retriever.retrievers[1].encoder.model.state_dict()
     assert all(torch.equal(got[n], after[n].to(got[n].device)) for n in after)
 

@@ -16,7 +16,7 @@ from ragtune.errors import Interrupted
 def index_cmd(
     paths: List[Path] = typer.Argument(None, help="Files or folders to index (.txt .md .html .jsonl .csv .pdf)."),
     index: Path = typer.Option(..., "--index", "-i", help="The index directory to create or update."),
-    retriever: List[str] = typer.Option(["bm25"], "--retriever", "-r", help="bm25, tfidf, dense, hybrid or rescore (hybrid and rescore add bm25 and dense); repeatable."),
+    retriever: List[str] = typer.Option(["bm25"], "--retriever", "-r", help="bm25, tfidf, dense, hybrid or rescore (hybrid and rescore add the [hybrid] retrievers); repeatable."),
     beir: List[Path] = typer.Option([], "--beir", help="A BEIR folder (corpus.jsonl) to index, whole documents."),
     triples: List[Path] = typer.Option([], "--triples", help="Knowledge-graph triples: .tsv/.txt (s<TAB>r<TAB>o), .nt, .ttl, .jsonl; repeatable."),
     triples_sep: Optional[str] = typer.Option(None, "--triples-sep", help="Field separator of .tsv/.txt triples (default a tab), e.g. '|'."),

@@ -13,12 +13,13 @@ from ragtune.cli.common import RAY_HELP, console, metrics_table, print_json, pro
 
 def _with_trained(idx, kind: Optional[str], trained: Optional[Path], device: Optional[str]) -> str:
     """The retriever kind to use; with ``trained``, the index's retriever of that kind (cached by the index, so
-    later searches get it) now holds the trained query encoder. A trained model defaults to dense retrieval."""
+    later searches get it) now holds the trained query encoder. A trained model defaults to the retriever it was
+    trained through."""
     if trained is None:
         return kind or idx.default_kind()
-    from ragtune.rag.trained import apply_trained_retriever
+    from ragtune.rag.trained import apply_trained_retriever, read_meta
 
-    kind = kind or "dense"
+    kind = kind or read_meta(trained).get("rag", {}).get("retriever") or "dense"
     apply_trained_retriever(idx.retriever(kind, device=device), trained, device=device or "cpu")
     return kind
 

@@ -106,7 +106,7 @@ class RAG:
         from ragtune.retrieval.rerank import maybe_rerank
 
         rerank_cfg = cfg.rerank.model_copy(update={"device": device})
-        rag = cls(maybe_rerank(index.retriever(kind, device=device), rerank_cfg, index.store), gen, index.store,
+        rag = cls(maybe_rerank(index.retriever(kind, device=device, config=cfg), rerank_cfg, index.store), gen, index.store,
                   mode=mode or cfg.rag.mode, k=k or cfg.rag.k, doc_temperature=cfg.rag.doc_temperature, chat=cfg.chat)
         rag.index = index
         rag.retriever_kind = kind

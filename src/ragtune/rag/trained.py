@@ -5,7 +5,8 @@
     DIR/query_encoder/    retrieval.dense.Encoder.save of the (trained) query encoder, when the retriever is dense
     DIR/dense_index/      optional: the passages' vectors from a trained document encoder (VectorIndex.save)
     DIR/ragtune.json      {"index": "<index dir, absolute or relative to DIR>",
-                           "rag": {"mode", "k", "doc_temperature", "retriever"}, "training"?: {...}}
+                           "rag": {"mode", "k", "doc_temperature", "retriever"}, "hybrid"?: {...}, "training"?: {...}}
+                          ("hybrid": the [hybrid] settings of a rescore retriever, whose score the encoder learned)
 
 Every part is written to a temporary sibling and renamed into place (``ragtune.atomic``), ``ragtune.json`` last,
 so a directory with a ``ragtune.json`` is always complete.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ragtune.atomic import atomic_dir, write_json
 from ragtune.errors import RagtuneError
@@ -67,6 +68,9 @@ def save_trained(rag: "RAG", model_dir: str | Path, *, index_dir: str | Path | N
         "index": str(Path(index).resolve()) if index else None,
         "rag": {"mode": mode or rag.mode, "k": rag.k, "doc_temperature": rag.doc_temperature, "retriever": rag.retriever_kind},
     }
+    rescoring = next((r for r in members(rag.retriever) if hasattr(r, "hybrid_settings")), None)
+    if rescoring is not None:  # the encoder learned this f: loading must rank by the same one
+        meta["hybrid"] = rescoring.hybrid_settings()
     if training is not None:
         meta["training"] = training
     write_json(model_dir / META_FILE, meta)
@@ -74,17 +78,22 @@ def save_trained(rag: "RAG", model_dir: str | Path, *, index_dir: str | Path | N
 
 
 def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: str = "cpu") -> Any:
-    """Put a trained directory's retriever parts (query encoder, re-encoded passages) into ``retriever`` (dense,
-    or a hybrid with a dense part), so search and evaluation use the trained retriever; returns it.
+    """Put a trained directory's retriever parts (query encoder, re-encoded passages, a rescoring retriever's
+    ``[hybrid]`` settings) into ``retriever`` (dense, or one with a dense part), so search and evaluation use the
+    trained retriever; returns it.
     Without re-encoded passages the index's vectors stay: only queries are encoded at search time."""
     model_dir = Path(model_dir)
-    read_meta(model_dir)
+    meta = read_meta(model_dir)
+    for r in members(retriever):
+        if hasattr(r, "hybrid_settings"):
+            for name, value in meta.get("hybrid", {}).items():
+                setattr(r, name, value)
     parts = [name for name in (QUERY_ENCODER_DIR, DENSE_INDEX_DIR) if (model_dir / name).is_dir()]
     dense = dense_part(retriever)
     if parts and dense is None:
         kind = getattr(retriever, "kind", type(retriever).__name__)
         raise RagtuneError(f"{model_dir} has a trained retriever ({', '.join(parts)}) but retriever {kind!r} is not dense; "
-                           "use --retriever dense or hybrid")
+                           "use --retriever dense, rescore or hybrid")
     if QUERY_ENCODER_DIR in parts:
         from ragtune.retrieval.dense import Encoder
 
@@ -97,7 +106,14 @@ def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: st
 
 
 def dense_part(retriever: Any) -> Any | None:
-    """The dense retriever in ``retriever``: itself, or the first dense member of a hybrid."""
-    if hasattr(retriever, "encoder"):
-        return retriever
-    return next((d for d in map(dense_part, getattr(retriever, "retrievers", [])) if d is not None), None)
+    """The dense retriever in ``retriever``: itself, or the first dense one it wraps or combines (a sharded sparse
+    retriever has an ``encoder`` attribute too, None)."""
+    return next((r for r in members(retriever) if getattr(r, "encoder", None) is not None), None)
+
+
+def members(retriever: Any) -> Iterator[Any]:
+    """``retriever``, then what it wraps (a reranker's ``base``) and combines (a hybrid's ``retrievers``), depth first."""
+    yield retriever
+    base = getattr(retriever, "base", None)
+    for r in ([base] if base is not None else []) + list(getattr(retriever, "retrievers", [])):
+        yield from members(r)

@@ -91,7 +91,7 @@ class Index:
         self.manifest = manifest
         self.config = Config.model_validate(manifest.get("config", {}))
         self._store = None
-        self._retrievers: dict[tuple[str, str | None], Retriever] = {}
+        self._retrievers: dict[tuple, Retriever] = {}  # (kind, device[, the [hybrid] settings of a combination])
 
     @classmethod
     def open(cls, path: str | Path, *, verify: bool = True) -> "Index":
@@ -160,24 +160,29 @@ class Index:
             return "hybrid"
         return kinds[0]
 
-    def retriever(self, kind: str | None = None, *, device: str | None = None) -> Retriever:
-        """The retriever ``kind`` (bm25, tfidf, dense, hybrid, rescore, paths, kg); ``None`` picks the index's best."""
+    def retriever(self, kind: str | None = None, *, device: str | None = None, config: Config | None = None) -> Retriever:
+        """The retriever ``kind`` (bm25, tfidf, dense, hybrid, rescore, paths, kg); ``None`` picks the index's best.
+
+        ``config``'s ``[hybrid]`` (default: the index's own) sets how hybrid and rescore combine the indexed
+        retrievers: a query-time choice, so a run's config may change it."""
         kind = kind or self.default_kind()
-        key = (kind, device)
+        cfg = config or self.config
+        fused = kind in registry.FUSED_KINDS
+        key = (kind, device, cfg.hybrid.model_dump_json()) if fused else (kind, device)
         if key not in self._retrievers and kind in ("paths", "kg"):
             from ragtune.retrieval.paths import make_retriever
 
             self._retrievers[key] = make_retriever(self, kind, device=device)
         if key not in self._retrievers:
-            needed = registry.expand([kind], self.config)
+            needed = registry.expand([kind], cfg)
             missing = [k for k in needed if k not in self.kinds]
             if missing:
                 raise RagtuneError(
                     f"index at {self.path} has no {'/'.join(missing)} retriever (it has {', '.join(self.kinds)}): "
                     f"add it with `ragtune index ... --index {self.path} --retriever {kind}`"
                 )
-            if kind in registry.FUSED_KINDS:
-                self._retrievers[key] = registry.fused(kind, [self.retriever(k, device=device) for k in needed], self.config)
+            if fused:
+                self._retrievers[key] = registry.fused(kind, [self.retriever(k, device=device) for k in needed], cfg)
             elif "shards" in self.manifest or _ray_requested():  # shards, or any index served by Ray actors
                 from ragtune.distributed import open_retriever
 

@@ -121,8 +121,8 @@ class PathRetriever:
         if return_vectors and self.encoder is not None:
             hits.vectors = self.passage_vectors(hits.ids)
             # f = dense + w_sparse * sparse + w_link * link: the terms besides E(q) . d are the trained prior's offsets
-            dense_part = np.einsum("nd,nkd->nk", qvecs, hits.vectors)
-            hits.offsets = np.where(hits.ids != EMPTY_ID, hits.scores - dense_part, 0.0).astype(np.float32)
+            dense_score = np.einsum("nd,nkd->nk", qvecs, hits.vectors)
+            hits.offsets = np.where(hits.ids != EMPTY_ID, hits.scores - dense_score, 0.0).astype(np.float32)
         return hits
 
     def __repr__(self) -> str:

@@ -61,6 +61,8 @@ def fused(kind: str, retrievers: list[Retriever], config: Config) -> Retriever:
     """``hybrid`` (rank or score fusion) or ``rescore`` (the first's candidates re-ranked with the second's dense
     score) of ``retrievers``, as ``config.hybrid`` describes."""
     h = config.hybrid
+    if kind not in FUSED_KINDS:
+        raise RagtuneError(f"{kind!r} is not a combination of retrievers: choose one of {', '.join(FUSED_KINDS)}")
     if kind == "rescore":
         from ragtune.retrieval.rescore import RescoringRetriever
 

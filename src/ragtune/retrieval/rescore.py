@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ragtune.errors import RagtuneError
 from ragtune.retrieval.base import EMPTY_ID, Hits, Retriever, cap_k
 
 
@@ -39,15 +40,21 @@ class RescoringRetriever:
     kind = "rescore"
 
     def __init__(self, retrievers: Sequence[Retriever], sparse_weight: float = 0.1, depth: int = 100) -> None:
-        if len(retrievers) != 2 or not hasattr(retrievers[1], "passage_vectors"):
+        if len(retrievers) != 2 or getattr(retrievers[1], "encoder", None) is None:
             names = ", ".join(getattr(r, "kind", type(r).__name__) for r in retrievers)
-            raise ValueError(f"hybrid method 'rescore' takes two retrievers, the first proposing candidates and the "
+            raise RagtuneError(f"hybrid method 'rescore' takes two retrievers, the first proposing candidates and the "
                              f"second dense (e.g. hybrid.retrievers = ['bm25', 'dense']); got {names}")
         self.retrievers = list(retrievers)
         self.sparse_weight = float(sparse_weight)
         self.depth = depth
 
+    def hybrid_settings(self) -> dict[str, float | int]:
+        """What ``[hybrid]`` set here: a trained model records it, so loading it ranks by the same f."""
+        return {"sparse_weight": self.sparse_weight, "depth": self.depth}
+
     def search(self, queries: Sequence[str], k: int, *, return_vectors: bool = False) -> Hits:
+        if isinstance(queries, str):
+            raise TypeError("search takes a sequence of queries; wrap a single query in a list")
         first, dense = self.retrievers
         queries = list(queries)
         cand = first.search(queries, max(self.depth, k))

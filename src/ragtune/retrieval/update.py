@@ -136,7 +136,7 @@ def _update_locked(index_dir: Path, paths, beir, retrievers, config: Config | No
     built = list(manifest.get("retrievers", {}))
     kinds = list(dict.fromkeys(built + (registry.expand(list(retrievers), config) if retrievers else [])))
     if not kinds:
-        raise RagtuneError("no retriever chosen: pass --retriever bm25|tfidf|dense|hybrid")
+        raise RagtuneError("no retriever chosen: pass --retriever bm25|tfidf|dense|hybrid|rescore")
     old_shards = sharding.shard_count(manifest)
     n_shards = old_shards if shards is None else int(shards)
     if n_shards < 1:
