@@ -244,6 +244,9 @@ def main() -> None:
                     help="only the after-training evaluation (--modes) of the model a run saved, into --out; "
                          "so the modes can be evaluated in parallel processes")
     ap.add_argument("--before-only", action="store_true", help="only the untrained model's evaluation (--modes), into --out")
+    ap.add_argument("--recall-only", action="store_true",
+                    help="recall@k on the test sample of the retriever and of its dense member alone, before and after "
+                         "the training saved in --train-dir (no generation), into --out")
     ap.add_argument("--skip-before", action="store_true", help="train without the before evaluation (run --before-only apart)")
     ap.add_argument("--merge", type=Path, nargs="+", help="fold these --after-only / --step-time-only files into --out")
     ap.add_argument("--threads", type=int, default=1)
@@ -301,14 +304,14 @@ def main() -> None:
         args.out.write_text(json.dumps(res, indent=1))
 
     log(f"kb={len(passages)} train={len(train_rows)} test={len(examples)} ({sample_source})")
-    if args.retriever != "dense" and args.step_reps > 0 and not (args.after_only or args.before_only):
+    if args.retriever != "dense" and args.step_reps > 0 and not (args.after_only or args.before_only or args.recall_only):
         sys.exit("--step-reps compares against transformers' RAG, which needs the dense retriever: add --step-reps 0")
     retriever = first_stage(args.retriever, passages, args.sparse_weight)
     store = MemoryStore(passages)
     gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
     rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=doc_temperature)
 
-    if args.step_time_only or args.after_only or args.before_only:  # a file of its own: a run may be writing --out
+    if args.step_time_only or args.after_only or args.before_only or args.recall_only:  # a file of its own: a run may be writing --out
         res = {"command": res["command"], "machine": res["machine"], "batch_size": args.batch_size, "k": args.k,
                "retriever": args.retriever, "doc_temperature": doc_temperature}
     if args.before_only:
@@ -319,6 +322,17 @@ def main() -> None:
             save()
 
         evaluate(rag, examples, args.k, modes, args.max_new_tokens, on_mode=keep)
+        return
+    if args.recall_only:
+        sides = {"retriever": retriever, "dense_member": dense_part(retriever)}
+        for when in ("before", "after"):
+            if when == "after":
+                apply_trained_retriever(retriever, args.train_dir)
+            for name, r in sides.items():
+                if r is not None:
+                    res[f"{name}_recall_{when}"] = recall_at(r, sample, pid_of, ks=(1, 2, 5, 20))
+                    log(f"{name} recall {when}: {res[f'{name}_recall_{when}']}")
+        save()
         return
     if args.after_only:
         trained = args.train_dir
