@@ -72,8 +72,8 @@ class HybridConfig(Section):
     weights: list[float] | None = None
     depth: int = 100  # how many hits of each retriever are fused (rescore: how many candidates the first proposes)
     # retriever kind "rescore": the first retriever's top `depth` re-ranked by E(q).d + sparse_weight * s_first
-    # (the second retriever dense; its query encoder trains through this score). 0.1: BM25 + MiniLM cosine, measured
-    # in benchmarks/RESULTS.md ("Rescoring BM25's candidates").
+    # (the second retriever dense; its query encoder trains through this score). 0.1: BM25 + MiniLM cosine on SQuAD
+    # and SciFact training questions (benchmarks/bench_rescore_weight.py, results/rescore_weight.json).
     sparse_weight: float = 0.1
 
 
