@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument("--test-share", type=float, default=0.2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=3, help="Passages per question in lm-supervised and e2e training.")
+    ap.add_argument("--doc-temperature", type=float, default=1.0, help="The prior's temperature: softmax(f(q, z) / T).")
     ap.add_argument("--encoder-lr", type=float, default=5e-5)
     ap.add_argument("--e2e-encoder-lr", type=float, default=1e-5,
                     help="The query encoder's learning rate end to end: the prior's gradient is noisy while the generator "
@@ -137,6 +138,7 @@ def main() -> None:
                  "machine": f"{platform.machine()}, {args.threads} torch threads, {torch.get_num_threads()} in use",
                  "kb_paragraphs": len(data.documents), "kb_passages": len(passages), "train_questions": len(train_rows), "test_questions": len(test_rows),
                  "split": f"by paragraph, test share {args.test_share}, seed {args.seed}", "k": args.k,
+                 "doc_temperature": args.doc_temperature,
                  "encoder": "minilm (query side trained, passage vectors frozen)", "generator": "smollm2-135m-instruct"}
 
     def save() -> None:
@@ -161,7 +163,7 @@ def main() -> None:
     for run in args.runs:
         retriever.encoder.model.load_state_dict(base)  # every run starts from the packaged MiniLM
         gen = Generator("smollm2-135m-instruct", max_new_tokens=args.max_new_tokens)
-        rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=1.0)
+        rag = RAG(retriever, gen, store, mode="rag-sequence", k=args.k, doc_temperature=args.doc_temperature)
         out: dict = {}
         if run == "e2e" and args.gen_n:
             out["generator_before"] = generator_scores(rag, gen_rows, args.k, args.max_new_tokens)
