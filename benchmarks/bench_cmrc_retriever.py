@@ -101,6 +101,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--k", type=int, default=3, help="Passages per question in lm-supervised and e2e training.")
     ap.add_argument("--doc-temperature", type=float, default=1.0, help="The prior's temperature: softmax(f(q, z) / T).")
+    ap.add_argument("--e2e-checkpointing", choices=["off", "auto"], default="off",
+                    help="gradient checkpointing end to end: off (faster; the first runs) or the library default")
     ap.add_argument("--encoder-lr", type=float, default=5e-5)
     ap.add_argument("--e2e-encoder-lr", type=float, default=1e-5,
                     help="The query encoder's learning rate end to end: the prior's gradient is noisy while the generator "
@@ -176,7 +178,8 @@ def main() -> None:
             out["training"] = train(rag, train_rows, cfg, args.lm_minutes, run)
         else:
             cfg = TrainingConfig(objective="rag", mode="rag-sequence", lora=True, lora_r=16, lora_alpha=32, lr=args.lr,
-                                 batch_size=args.e2e_batch_size, gradient_checkpointing=False,
+                                 batch_size=args.e2e_batch_size,
+                                 gradient_checkpointing=False if args.e2e_checkpointing == "off" else "auto",
                                  **(common | {"encoder_lr": args.e2e_encoder_lr}))
             out["training"] = train(rag, train_rows, cfg, args.e2e_minutes, run)
         out["recall_after"] = recall(retriever, test_rows, doc_of)
