@@ -97,8 +97,9 @@ def first_stage(name: str, passages: list[Passage], sparse_weight: float = Hybri
 
 
 def recall_at(retriever: Any, questions, pid_of: dict[str, int], ks=(1, 5, 20)) -> dict[str, float]:
-    if dense_part(retriever) is not None:
-        dense_part(retriever).encoder.model.eval()
+    dense = dense_part(retriever)
+    if dense is not None:
+        dense.encoder.model.eval()
     hits = retriever.search([q.question for q in questions], max(ks))
     gold = np.array([pid_of[q.positive_doc_ids[0]] for q in questions])[:, None]
     return {f"recall@{k}": float((hits.ids[:, :k] == gold).any(1).mean()) for k in ks}

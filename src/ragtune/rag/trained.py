@@ -68,7 +68,7 @@ def save_trained(rag: "RAG", model_dir: str | Path, *, index_dir: str | Path | N
         "index": str(Path(index).resolve()) if index else None,
         "rag": {"mode": mode or rag.mode, "k": rag.k, "doc_temperature": rag.doc_temperature, "retriever": rag.retriever_kind},
     }
-    rescoring = next((r for r in members(rag.retriever) if hasattr(r, "hybrid_settings")), None)
+    rescoring = _rescoring(rag.retriever)
     if rescoring is not None:  # the encoder learned this f: loading must rank by the same one
         meta["hybrid"] = rescoring.hybrid_settings()
     if training is not None:
@@ -84,10 +84,10 @@ def apply_trained_retriever(retriever: Any, model_dir: str | Path, *, device: st
     Without re-encoded passages the index's vectors stay: only queries are encoded at search time."""
     model_dir = Path(model_dir)
     meta = read_meta(model_dir)
-    for r in members(retriever):
-        if hasattr(r, "hybrid_settings"):
-            for name, value in meta.get("hybrid", {}).items():
-                setattr(r, name, value)
+    rescoring = _rescoring(retriever)
+    if rescoring is not None:
+        for name, value in meta.get("hybrid", {}).items():
+            setattr(rescoring, name, value)
     parts = [name for name in (QUERY_ENCODER_DIR, DENSE_INDEX_DIR) if (model_dir / name).is_dir()]
     dense = dense_part(retriever)
     if parts and dense is None:
@@ -109,6 +109,11 @@ def dense_part(retriever: Any) -> Any | None:
     """The dense retriever in ``retriever``: itself, or the first dense one it wraps or combines (a sharded sparse
     retriever has an ``encoder`` attribute too, None)."""
     return next((r for r in members(retriever) if getattr(r, "encoder", None) is not None), None)
+
+
+def _rescoring(retriever: Any) -> Any | None:
+    """The rescoring retriever (``retrieval.rescore``) in ``retriever``, whose settings a trained model keeps."""
+    return next((r for r in members(retriever) if hasattr(r, "hybrid_settings")), None)
 
 
 def members(retriever: Any) -> Iterator[Any]:

@@ -1,4 +1,4 @@
-"""A sparse retriever's candidates re-ranked by a score the query encoder computes part of (hybrid ``rescore``).
+"""A sparse retriever's candidates re-ranked by a score the query encoder computes part of (retriever kind ``rescore``).
 
 f(q, z) = E(q) . d_z + w * s_sparse(q, z) over the sparse retriever's top ``depth``: the linear dense-sparse
 hybrid of Ma et al. (2021, "A Replication Study of Dense Passage Retriever"), restricted to the sparse candidates
@@ -23,7 +23,7 @@ def rescore(first: Hits, qvecs: np.ndarray, vectors: np.ndarray, k: int, sparse_
     carry ``vectors`` and ``offsets`` (the sparse term), so ``scores == offsets + E(q) . vectors``.
     """
     valid = first.ids != EMPTY_ID
-    offsets = np.where(valid, sparse_weight * np.where(valid, first.scores, 0.0), 0.0).astype(np.float32)
+    offsets = (sparse_weight * np.where(valid, first.scores, 0.0)).astype(np.float32)  # 0, not w * -inf, when empty
     f = np.where(valid, offsets + np.einsum("nd,nkd->nk", qvecs, vectors), -np.inf).astype(np.float32)
     order = np.argsort(-f, axis=1, kind="stable")[:, :cap_k(k, first.k)]
 
@@ -42,8 +42,8 @@ class RescoringRetriever:
     def __init__(self, retrievers: Sequence[Retriever], sparse_weight: float = 0.1, depth: int = 100) -> None:
         if len(retrievers) != 2 or getattr(retrievers[1], "encoder", None) is None:
             names = ", ".join(getattr(r, "kind", type(r).__name__) for r in retrievers)
-            raise RagtuneError(f"hybrid method 'rescore' takes two retrievers, the first proposing candidates and the "
-                             f"second dense (e.g. hybrid.retrievers = ['bm25', 'dense']); got {names}")
+            raise RagtuneError(f"the rescore retriever takes two retrievers, the first proposing candidates and the "
+                               f"second dense (e.g. hybrid.retrievers = ['bm25', 'dense']); got {names}")
         self.retrievers = list(retrievers)
         self.sparse_weight = float(sparse_weight)
         self.depth = depth

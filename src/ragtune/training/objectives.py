@@ -129,19 +129,23 @@ class Objective:
         return precision.autocast(self.precision, self.cfg.device)
 
     def _retrieve(self, questions: list[str]) -> tuple[Hits, list[list[Any]]]:
-        retriever, cfg = self.rag.retriever, self.cfg
-        through_prior = self.encoder is not None and (cfg.train_query_encoder or cfg.train_doc_encoder)
+        retriever = self.rag.retriever
         if self.encoder is not None:
             self.encoder.model.eval()  # retrieval itself is deterministic: no dropout in the search pass
         with torch.no_grad():
-            hits = retriever.search(questions, self.rag.k, return_vectors=True) if through_prior \
+            hits = retriever.search(questions, self.rag.k, return_vectors=True) if self._trains_prior \
                 else retriever.search(questions, self.rag.k)
         return hits, hits.passages(self.rag.store)
+
+    @property
+    def _trains_prior(self) -> bool:
+        """Whether an encoder learns through f(q, z): then retrieval returns the vectors (and offsets) f is made of."""
+        return self.encoder is not None and (self.cfg.train_query_encoder or self.cfg.train_doc_encoder)
 
     def doc_scores(self, questions: list[str], hits: Hits, rows: list[list[Any]]) -> torch.Tensor:
         """f(q, z) for the retrieved passages, with gradient where an encoder trains."""
         cfg = self.cfg
-        if not (cfg.train_query_encoder or cfg.train_doc_encoder) or self.encoder is None:
+        if not self._trains_prior:
             return torch.from_numpy(np.asarray(hits.scores, dtype=np.float32)).to(cfg.device)
         q = self._embed_queries(questions)
         if cfg.train_doc_encoder:
